@@ -1,0 +1,59 @@
+"""The ``selfheal`` command: the root Typer app joining one module per command group.
+
+Exit codes for every command: 0 ok (healthy or healed), 1 needs a human (unknown data,
+escalated, awaiting approval, tampered audit log), 2 error (bad input or configuration).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from orchestrator.cli import audit, incidents
+from orchestrator.cli.common import State
+from orchestrator.cli.diagnose import diagnose
+from orchestrator.cli.remediate import remediate
+from orchestrator.cli.sweep import sweep
+
+app = typer.Typer(
+    name="selfheal",
+    help="Ansible-driven self-healing for VPS fleets watched by Prometheus.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root(
+    config: Path | None = typer.Option(None, "--config", "-c", envvar="SELFHEAL_CONFIG",
+                                       help="settings file (default ./selfheal.yml)"),
+    log_level: str = typer.Option("", "--log-level", help="DEBUG, INFO, WARNING, ERROR"),
+) -> None:
+    from orchestrator import logs
+    from orchestrator.config import load_settings
+    from orchestrator.errors import ConfigError
+
+    State.config = config
+    State._settings = None
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:  # commands that need settings will report it; logs still work
+        logs.setup(log_level or "INFO")
+        State._settings = None
+        typer.echo(f"warning: {exc}", err=True)
+        return
+    State._settings = settings
+    logs.setup(log_level or settings.log.level, settings.log.format)
+
+
+app.command("sweep")(sweep)
+app.command("diagnose")(diagnose)
+app.command("remediate")(remediate)
+app.add_typer(incidents.app, name="incidents")
+app.add_typer(audit.app, name="audit")
+# lab: wired when orchestrator.cli.lab lands
+
+
+def main() -> None:
+    app()

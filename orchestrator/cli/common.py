@@ -1,0 +1,85 @@
+"""Shared CLI plumbing: exit codes, JSON/rich output, error mapping and wiring.
+
+Exit codes (documented in README): 0 ok (all healthy or healed), 1 something needs a human
+(unknown data, escalation, approval, refused), 2 error (bad input, bad config, failure to run).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, is_dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from orchestrator.config import Settings, load_settings
+from orchestrator.errors import SelfhealError
+
+OK, NEEDS_HUMAN, ERROR = 0, 1, 2
+console = Console(stderr=False)
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+JSON_OPTION = typer.Option(False, "--json", help="print one JSON object for scripts")
+
+
+class State:
+    """Options of the root command, shared by every subcommand."""
+
+    config: Path | None = None
+    _settings: Settings | None = None
+
+    @classmethod
+    def settings(cls) -> Settings:
+        if cls._settings is None:
+            cls._settings = load_settings(cls.config)
+        return cls._settings
+
+
+def to_jsonable(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return {k: to_jsonable(v) for k, v in asdict(value).items()}
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, dict) or hasattr(value, "items"):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(to_jsonable(data), indent=2, default=str) + "\n")
+
+
+def handle_errors(fn: F) -> F:
+    """Map selfheal errors to exit code 2 with a clear message (JSON when --json was given)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SelfhealError as exc:
+            if kwargs.get("json_output"):
+                emit_json({"error": type(exc).__name__, "message": str(exc)})
+            else:
+                err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(ERROR) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))

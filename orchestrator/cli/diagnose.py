@@ -1,0 +1,73 @@
+"""``selfheal diagnose HOST``: what selfheal sees on one host and what it would do (no action)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import typer
+
+from orchestrator.cli.common import (
+    JSON_OPTION,
+    NEEDS_HUMAN,
+    OK,
+    State,
+    console,
+    emit_json,
+    handle_errors,
+    to_jsonable,
+)
+from orchestrator.core.plan import build_plan, first_remediation
+from orchestrator.core.policy import PolicyState, decide
+from orchestrator.errors import PermanentError
+from orchestrator.models import Health
+from orchestrator.wiring import controller_for
+
+
+@handle_errors
+def diagnose(host: str = typer.Argument(..., help="inventory host name"),
+             json_output: bool = JSON_OPTION) -> None:
+    """Show one host's signals, diagnosis and the plan selfheal would run. Changes nothing."""
+    controller = controller_for(State.settings())
+    controller.inventory.resolve([host])
+    verdicts, refused, error = controller.look()
+    verdict = next(v for v in verdicts if v.host == host)
+    plans: list[dict[str, Any]] = []
+    for d in verdict.diagnoses:
+        entry = first_remediation(d, controller.rules.catalog)
+        if entry is None:
+            plans.append({"fault": d.fault, "remediation": None, "verdict": "refuse",
+                          "reasons": ["no catalog remediation"]})
+            continue
+        try:
+            plan = build_plan(d, entry, (host,))
+        except PermanentError as exc:
+            plans.append({"fault": d.fault, "remediation": entry.name, "verdict": "refuse",
+                          "reasons": [str(exc)]})
+            continue
+        now = time.time()
+        state = PolicyState(now, len(verdicts), sum(1 for v in verdicts if v.diagnoses), 0,
+                            controller.store.history(now - controller.history_window_s))
+        decision = decide(plan, controller.rules.policy, state)
+        plans.append({"fault": d.fault, "remediation": entry.name, "role": plan.role,
+                      "params": dict(plan.params), "risk_tier": plan.risk_tier,
+                      "verdict": decision.verdict.value, "reasons": list(decision.reasons)})
+    code = OK if verdict.health is Health.HEALTHY else NEEDS_HUMAN
+    if json_output:
+        emit_json({"host": host, "health": verdict.health.value, "notes": list(verdict.notes),
+                   "diagnoses": [to_jsonable(d) for d in verdict.diagnoses], "plans": plans,
+                   "source_error": error, "refused": list(refused)})
+    else:
+        console.print(f"[bold]{host}[/]: {verdict.health.value}")
+        for note in verdict.notes:
+            console.print(f"  note: {note}", highlight=False)
+        for d in verdict.diagnoses:
+            console.print(f"  fault [red]{d.fault}[/] (confidence {d.confidence:.2f})")
+            for e in d.evidence:
+                console.print(f"    evidence: {e}", highlight=False)
+        for p in plans:
+            console.print(f"  would run: {p['remediation']} -> {p['verdict']} "
+                          f"({'; '.join(p['reasons'])})", highlight=False)
+        if error:
+            console.print(f"  [yellow]unknown:[/] {error}", highlight=False)
+    raise typer.Exit(code)

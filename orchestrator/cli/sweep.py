@@ -1,0 +1,48 @@
+"""``selfheal sweep``: one pass over the fleet (cron, systemd timer) or one every N seconds."""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+
+import typer
+
+from orchestrator.cli.common import JSON_OPTION, OK, State, console, emit_json, handle_errors
+from orchestrator.cli.report import actions_table, hosts_table, sweep_json
+from orchestrator.store.lock import controller_lock
+from orchestrator.wiring import controller_for
+
+
+@handle_errors
+def sweep(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Ansible check mode only; no incident "
+                                 "is written and no host is changed"),
+    every: float = typer.Option(0.0, "--every", min=0, help="repeat every SECONDS until stopped"),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Observe, diagnose and heal the fleet. Exit 0 all healthy or healed, 1 something needs a
+    human (or data is unknown), 2 error."""
+    settings = State.settings()
+    controller = controller_for(settings)
+    code = OK
+    with controller_lock(settings.state.dir):
+        while True:
+            with console.status("sweeping the fleet", spinner="dots") if not json_output \
+                    else nullcontext():
+                report = controller.sweep(dry_run=dry_run)
+            code = report.exit_code
+            if json_output:
+                emit_json(sweep_json(report))
+            else:
+                console.print(hosts_table(report))
+                if report.actions:
+                    console.print(actions_table(report))
+                if report.source_error:
+                    console.print(f"[yellow]unknown:[/] {report.source_error}", highlight=False)
+                for line in report.refused:
+                    console.print(f"[red]refused:[/] {line}", highlight=False)
+            if not every:
+                break
+            time.sleep(max(0.0, every - (report.finished_at - report.started_at)))
+    raise typer.Exit(code)
+

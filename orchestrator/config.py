@@ -1,0 +1,159 @@
+"""Settings grouped by concern, read from ``selfheal.yml`` and ``SELFHEAL_*`` environment variables.
+
+Called by the CLI once per command (``load_settings``) and handed down; nothing else reads the
+environment. Precedence: ``SELFHEAL_*`` variables (nested with ``__``, e.g.
+``SELFHEAL_PROMETHEUS__URL``) over the YAML file over the defaults below. The file is the one
+named by ``--config``, else ``$SELFHEAL_CONFIG``, else ``./selfheal.yml`` when it exists.
+Relative paths in the file are taken relative to the file's own folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from orchestrator.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "selfheal"
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PrometheusSettings(_Group):
+    """Where the fleet's metrics live."""
+
+    url: str = Field("http://127.0.0.1:9090", description="Prometheus base URL")
+    timeout_s: float = Field(5.0, gt=0, description="per-request timeout")
+    max_staleness_s: float = Field(
+        30.0, gt=0, description="a sample older than this is 'unknown', never 'healthy'"
+    )
+    instance_label: str = Field("instance", description="label naming a scrape target")
+
+
+class InventorySettings(_Group):
+    """The team's own Ansible inventory (anything ``ansible-inventory`` reads)."""
+
+    path: Path | None = Field(None, description="inventory file, folder or script")
+    prometheus_host_var: str = Field(
+        "selfheal_prometheus_host",
+        description="host variable naming the host part of its Prometheus instance label; "
+        "defaults to ansible_host, then the inventory name",
+    )
+
+
+class AnsibleSettings(_Group):
+    """How remediations run."""
+
+    project_dir: Path = Field(PROJECT_ROOT / "ansible", description="ansible.cfg, roles, playbooks")
+    forks: int = Field(10, ge=1)
+    timeout_s: float = Field(300.0, gt=0, description="a play running longer is cancelled")
+
+
+class StateSettings(_Group):
+    """Where incidents, the audit chain and run artefacts are kept."""
+
+    dir: Path = Field(default_factory=_default_state_dir)
+    url: str | None = Field(None, description="SQLAlchemy URL; default SQLite under dir")
+
+    @property
+    def database_url(self) -> str:
+        return self.url or f"sqlite:///{self.dir / 'selfheal.db'}"
+
+
+class RulesSettings(_Group):
+    """The YAML the ops team edits."""
+
+    dir: Path = Field(PROJECT_ROOT / "rules")
+
+
+class LogSettings(_Group):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "console"] = "console"
+
+
+class Settings(BaseSettings):
+    """All settings; one group per concern."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SELFHEAL_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    prometheus: PrometheusSettings = PrometheusSettings()
+    inventory: InventorySettings = InventorySettings()
+    ansible: AnsibleSettings = AnsibleSettings()
+    state: StateSettings = StateSettings()
+    rules: RulesSettings = RulesSettings()
+    log: LogSettings = LogSettings()
+    source_file: Path | None = Field(None, exclude=True)
+
+
+def config_path(explicit: Path | None) -> Path | None:
+    """The settings file to read, or None when there is none (defaults and env only)."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(f"config file {explicit} does not exist; pass an existing file")
+        return explicit
+    env = os.environ.get("SELFHEAL_CONFIG")
+    if env:
+        if not Path(env).is_file():
+            raise ConfigError(f"SELFHEAL_CONFIG={env} does not exist; unset it or fix the path")
+        return Path(env)
+    local = Path("selfheal.yml")
+    return local if local.is_file() else None
+
+
+def _absolutise(data: dict[str, Any], base: Path) -> None:
+    for group, key in (("inventory", "path"), ("ansible", "project_dir"), ("state", "dir"),
+                       ("rules", "dir")):
+        section = data.get(group)
+        if isinstance(section, dict) and isinstance(section.get(key), str):
+            p = Path(section[key]).expanduser()
+            section[key] = str(p if p.is_absolute() else (base / p).resolve())
+
+
+def load_settings(explicit: Path | None = None) -> Settings:
+    """Read settings; every problem becomes a ConfigError naming the file and the field."""
+    path = config_path(explicit)
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of setting groups at the top level")
+        data = loaded
+        _absolutise(data, path.resolve().parent)
+    try:
+        # Explicit init values would beat the environment; merge so env wins over the file.
+        settings = Settings()
+        merged = _deep_merge(data, settings.model_dump(exclude_unset=True))
+        return Settings(**merged, source_file=path)
+    except ValidationError as exc:
+        where = str(path) if path else "SELFHEAL_* environment"
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{where}: invalid settings: {problems}") from exc
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out

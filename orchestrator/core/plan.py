@@ -1,0 +1,67 @@
+"""Bind a diagnosis to one catalog remediation: explicit targets, checked parameters.
+
+Called by ``engine`` for each diagnosis and by ``selfheal remediate``. Label values came from
+outside (Prometheus targets, alert payloads) and are refused unless they fully match the
+parameter's pattern; nothing is ever run on a guess.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from orchestrator.core.catalog import Catalog, ParamSpec, Remediation
+from orchestrator.errors import TargetError, UnsafeValueError
+from orchestrator.models import Diagnosis, Plan
+
+_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def resolve_param(name: str, spec: ParamSpec, labels: Mapping[str, str]) -> str:
+    """The parameter's value, or UnsafeValueError naming the value and the pattern it missed."""
+    if spec.value is not None:
+        value = spec.value
+    elif spec.from_label is not None:
+        if spec.from_label not in labels:
+            raise UnsafeValueError(f"parameter '{name}' needs label '{spec.from_label}', which the "
+                                   f"series does not carry (labels: {sorted(labels)})")
+        value = labels[spec.from_label]
+    else:
+        assert spec.template is not None
+
+        def field(match: re.Match[str]) -> str:
+            label = match.group(1)
+            if label not in labels:
+                raise UnsafeValueError(f"parameter '{name}' template needs label '{label}'")
+            return labels[label]
+
+        value = _FIELD.sub(field, spec.template)
+    if not re.fullmatch(spec.pattern, value):
+        raise UnsafeValueError(f"refused parameter '{name}'={value[:120]!r}: it does not match "
+                               f"{spec.pattern!r} (a label with unexpected characters?)")
+    return value
+
+
+def build_plan(diagnosis: Diagnosis, remediation: Remediation,
+               targets: tuple[str, ...]) -> Plan:
+    """A plan for ``remediation`` against ``targets`` (never empty)."""
+    if not targets:
+        raise TargetError("refusing a plan with no target hosts: an empty target set is never "
+                          "'all hosts'")
+    params = {name: resolve_param(name, spec, diagnosis.labels)
+              for name, spec in remediation.params.items()}
+    return Plan(
+        fault=diagnosis.fault, remediation=remediation.name, role=remediation.role,
+        targets=targets, params=params, risk_tier=remediation.risk_tier,
+        cooldown_s=remediation.cooldown_s, check_first=remediation.check_first,
+        verify_signal=remediation.verify.signal,
+    )
+
+
+def first_remediation(diagnosis: Diagnosis, catalog: Catalog) -> Remediation | None:
+    """The fault's first listed remediation (rules list them in order of preference)."""
+    for name in diagnosis.remediations:
+        entry = catalog.get(name)
+        if entry is not None:
+            return entry
+    return None

@@ -1,0 +1,153 @@
+"""Guardrails (``rules/policy.yml``): decide whether a plan runs, waits for a human, or is refused.
+
+Called by ``engine`` for every plan with a ``PolicyState`` snapshot taken from the store. Pure:
+the clock and the history come in as values. Modes: ``strict`` (risk tier 2 and 3 need approval),
+``relaxed`` (only tier 3 needs approval), ``disabled`` (self-healing off: diagnose and report,
+never run). Limits are enforced in every mode.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, time
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from orchestrator.core.rulefile import load_with_lines, validate
+from orchestrator.models import Decision, Plan, Verdict
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class _Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BlastRadius(_Rule):
+    window_s: float = Field(600.0, gt=0)
+    max_hosts: int = Field(5, ge=1, description="hosts remediated per window, fleet-wide")
+    max_broken_fraction: float = Field(
+        0.5, gt=0, le=1, description="more of the fleet firing at once: stop and page"
+    )
+
+
+class CircuitBreaker(_Rule):
+    max_failures: int = Field(3, ge=1, description="failed runs of one remediation per window")
+    window_s: float = Field(3600.0, gt=0)
+
+
+class MaintenanceWindow(_Rule):
+    """A weekly UTC window during which matching hosts are left alone."""
+
+    name: str
+    hosts: tuple[str, ...] = Field(min_length=1, description="fnmatch patterns on host names")
+    days: tuple[str, ...] = _DAYS
+    start: time
+    end: time
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [d for d in v if d not in _DAYS]
+        if bad:
+            raise ValueError(f"unknown days {bad}; use {list(_DAYS)}")
+        return v
+
+    def covers(self, host: str, now: float) -> bool:
+        if not any(fnmatch.fnmatchcase(host, p) for p in self.hosts):
+            return False
+        moment = datetime.fromtimestamp(now, tz=UTC)
+        if _DAYS[moment.weekday()] not in self.days:
+            return False
+        t = moment.time()
+        if self.start <= self.end:
+            return self.start <= t < self.end
+        return t >= self.start or t < self.end  # window crosses midnight
+
+
+class Policy(_Rule):
+    mode: Literal["strict", "relaxed", "disabled"] = "strict"
+    max_concurrent: int = Field(2, ge=1)
+    blast_radius: BlastRadius = BlastRadius()
+    circuit_breaker: CircuitBreaker = CircuitBreaker()
+    maintenance_windows: tuple[MaintenanceWindow, ...] = ()
+    approvers: tuple[str, ...] = ()
+
+
+def parse_policy(text: str, filename: str = "policy.yml") -> Policy:
+    data, lines = load_with_lines(text, filename)
+    return validate(Policy, data or {}, filename, lines)
+
+
+@dataclass(frozen=True)
+class PastRun:
+    """One earlier remediation run, as the store remembers it."""
+
+    host: str
+    remediation: str
+    started_at: float
+    failed: bool
+
+
+@dataclass(frozen=True)
+class PolicyState:
+    """What the guardrails need to know about the world right now."""
+
+    now: float
+    fleet_size: int
+    firing_hosts: int
+    running: int
+    history: Sequence[PastRun]
+
+
+def decide(plan: Plan, policy: Policy, state: PolicyState, dry_run: bool = False) -> Decision:
+    """The verdict for one plan, with every reason; refusals win over approval requests."""
+    refuse: list[str] = []
+    ask: list[str] = []
+    suppress: list[str] = []
+    if policy.mode == "disabled":
+        refuse.append("policy mode is 'disabled': self-healing is off")
+    if state.fleet_size and state.firing_hosts / state.fleet_size > (
+        policy.blast_radius.max_broken_fraction
+    ):
+        refuse.append(
+            f"{state.firing_hosts} of {state.fleet_size} hosts are broken, over "
+            f"{policy.blast_radius.max_broken_fraction:.0%}: stop and page a human"
+        )
+    for window in policy.maintenance_windows:
+        for host in plan.targets:
+            if window.covers(host, state.now):
+                suppress.append(f"{host} is in maintenance window '{window.name}'")
+    for host in plan.targets:
+        last = max((r.started_at for r in state.history
+                    if r.host == host and r.remediation == plan.remediation), default=None)
+        if last is not None and state.now - last < plan.cooldown_s:
+            refuse.append(f"{plan.remediation} ran on {host} {state.now - last:.0f}s ago; "
+                          f"cooldown is {plan.cooldown_s:.0f}s")
+    recent_hosts = {r.host for r in state.history
+                    if state.now - r.started_at < policy.blast_radius.window_s}
+    if len(recent_hosts | set(plan.targets)) > policy.blast_radius.max_hosts:
+        refuse.append(f"blast radius: {len(recent_hosts)} hosts remediated in the last "
+                      f"{policy.blast_radius.window_s:.0f}s (max {policy.blast_radius.max_hosts})")
+    failures = sum(1 for r in state.history if r.remediation == plan.remediation and r.failed
+                   and state.now - r.started_at < policy.circuit_breaker.window_s)
+    if failures >= policy.circuit_breaker.max_failures:
+        refuse.append(f"circuit breaker open: {plan.remediation} failed {failures} times in "
+                      f"{policy.circuit_breaker.window_s:.0f}s")
+    if plan.risk_tier >= 3 or (policy.mode == "strict" and plan.risk_tier >= 2):
+        ask.append(f"risk tier {plan.risk_tier} needs approval in {policy.mode} mode")
+    if suppress:
+        return Decision(Verdict.SUPPRESS, tuple(suppress + refuse))
+    if refuse:
+        return Decision(Verdict.REFUSE, tuple(refuse + ask))
+    if ask:
+        return Decision(Verdict.ASK, tuple(ask))
+    if dry_run:
+        return Decision(Verdict.DRY_RUN, ("--dry-run: check mode only",))
+    if state.running >= policy.max_concurrent:
+        return Decision(Verdict.DEFER, (f"{state.running} fixes running, max_concurrent is "
+                                        f"{policy.max_concurrent}: next sweep",))
+    return Decision(Verdict.RUN, (f"risk tier {plan.risk_tier} runs in {policy.mode} mode",))

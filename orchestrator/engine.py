@@ -1,0 +1,322 @@
+"""One sweep of the closed loop: observe, diagnose, plan, guard, execute, verify, record.
+
+Called by ``selfheal sweep`` (once, or every N seconds), by the lab demo and by the benchmarks.
+Level-triggered: every sweep looks at the fleet as it is now. Every incident transition is written
+to the store before the next step starts; an incident left mid-remediation by a controller that
+died is re-verified, never run twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.core.diagnose import HostVerdict, diagnose
+from orchestrator.core.lifecycle import advance
+from orchestrator.core.plan import build_plan, first_remediation
+from orchestrator.core.policy import PolicyState, decide
+from orchestrator.errors import PermanentError, SourceUnavailable
+from orchestrator.execute.inventory import Inventory
+from orchestrator.execute.runner import AnsibleExecutor
+from orchestrator.models import (
+    Diagnosis,
+    Finding,
+    Health,
+    Incident,
+    IncidentState as S,
+    Outcome,
+    OutcomeStatus,
+    Plan,
+    Verdict,
+)
+from orchestrator.rules import Rules
+from orchestrator.sources.prometheus import PrometheusSource
+from orchestrator.store.db import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Action:
+    """What the sweep did (or would do) about one diagnosis."""
+
+    host: str
+    fault: str
+    verdict: str
+    state: str
+    remediation: str | None = None
+    incident_id: int | None = None
+    reasons: tuple[str, ...] = ()
+    detected_at: float | None = None
+    remediation_started_at: float | None = None
+    remediation_finished_at: float | None = None
+    resolved_at: float | None = None
+
+    @property
+    def needs_human(self) -> bool:
+        return self.state in (S.ESCALATED, S.AWAITING_APPROVAL, S.ROLLED_BACK) or (
+            self.verdict in (Verdict.REFUSE, "failed"))
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    started_at: float
+    finished_at: float
+    verdicts: tuple[HostVerdict, ...]
+    actions: tuple[Action, ...]
+    refused: tuple[str, ...] = ()
+    source_error: str | None = None
+    dry_run: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        """0 all healthy or healed, 1 something needs a human (incl. unknown data)."""
+        if self.source_error or any(v.health is Health.UNKNOWN for v in self.verdicts):
+            return 1
+        if any(a.needs_human for a in self.actions):
+            return 1
+        if self.dry_run:
+            return 1 if any(v.diagnoses for v in self.verdicts) else 0
+        healed = {(a.host, a.fault) for a in self.actions if a.state == S.RESOLVED}
+        still = [d for v in self.verdicts for d in v.diagnoses if (d.host, d.fault) not in healed]
+        return 1 if still and not all(self._in_hand(d) for d in still) else 0
+
+    def _in_hand(self, d: Diagnosis) -> bool:
+        return any(a.host == d.host and a.fault == d.fault and a.verdict == Verdict.DEFER
+                   for a in self.actions)
+
+
+@dataclass
+class Controller:
+    """The loop's wiring; every part is passed in so tests build their own."""
+
+    rules: Rules
+    inventory: Inventory
+    source: PrometheusSource
+    executor: AnsibleExecutor
+    store: Store
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+    verify_poll_s: float = 0.25
+    history_window_s: float = 86400.0
+    _running: int = field(default=0, init=False)
+
+    # -- observe + diagnose --------------------------------------------------------------------
+    def look(self) -> tuple[list[HostVerdict], tuple[str, ...], str | None]:
+        now = self.clock()
+        hosts = list(self.inventory.hosts)
+        try:
+            obs = self.source.observe(self.rules.faults.signals.values(),
+                                      self.inventory.by_prometheus_host(), now)
+        except SourceUnavailable as exc:
+            log.error("source unavailable", extra={"error": str(exc)})
+            unknown = [HostVerdict(h, Health.UNKNOWN, (), (f"no data: {exc}",)) for h in hosts]
+            return unknown, (), str(exc)
+        verdicts = diagnose(obs.findings, self.rules.faults, hosts)
+        return verdicts, obs.refused, None
+
+    # -- one sweep -----------------------------------------------------------------------------
+    def sweep(self, dry_run: bool = False) -> SweepReport:
+        started = self.clock()
+        verdicts, refused, error = self.look()
+        actions: list[Action] = []
+        if error is None and not dry_run:
+            self._settle(verdicts)
+        runnable: list[tuple[Incident | None, Plan]] = []
+        broken = sum(1 for v in verdicts if v.diagnoses)
+        if error is None:
+            for verdict in verdicts:
+                for diagnosis in verdict.diagnoses:
+                    action, todo = self._admit(diagnosis, broken, len(verdicts), dry_run,
+                                               len(runnable))
+                    if todo is not None:
+                        runnable.append(todo)
+                    elif action is not None:
+                        actions.append(action)
+        if runnable:
+            workers = max(1, self.rules.policy.max_concurrent)
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                fn = self._dry_run if dry_run else self._remediate
+                actions.extend(pool.map(lambda t: fn(*t), runnable))
+        return SweepReport(started, self.clock(), tuple(verdicts), tuple(actions), refused,
+                           error, dry_run)
+
+    def _settle(self, verdicts: list[HostVerdict]) -> None:
+        """Close what cleared, re-verify what a dead controller left mid-way."""
+        firing = {(d.host, d.fault) for v in verdicts for d in v.diagnoses}
+        healthy_hosts = {v.host for v in verdicts if v.health is Health.HEALTHY}
+        now = self.clock()
+        for incident in self.store.active():
+            key = (incident.host, incident.fault)
+            cleared = key not in firing and incident.host in healthy_hosts
+            if incident.state is S.ESCALATED:
+                if cleared:
+                    self.store.mark_cleared(incident, now)
+            elif incident.state in (S.REMEDIATING, S.VERIFYING):
+                after = advance(incident, S.VERIFYING, now) if incident.state is S.REMEDIATING \
+                    else incident
+                if after is not incident:
+                    self.store.save_transition(incident, after, "controller restarted mid-run")
+                end = S.RESOLVED if cleared else S.ESCALATED
+                note = ("found healthy after a controller restart" if cleared else
+                        "controller stopped mid-remediation and the fault remains: not acting "
+                        "twice")
+                self.store.save_transition(after, advance(
+                    after, end, now, resolved_at=now if cleared else None), note)
+            elif cleared and incident.state in (S.AWAITING_APPROVAL, S.PLANNED, S.DETECTED,
+                                                S.DIAGNOSED):
+                target = S.RESOLVED if incident.state in (S.PLANNED, S.AWAITING_APPROVAL) \
+                    else S.SUPPRESSED
+                self.store.save_transition(incident, advance(incident, target, now,
+                                                             resolved_at=now),
+                                           "fault cleared before any action")
+
+    def _admit(self, d: Diagnosis, broken: int, fleet: int, dry_run: bool,
+               queued: int) -> tuple[Action | None, tuple[Incident | None, Plan] | None]:
+        """Open or find the incident, plan, and ask the guardrails."""
+        now = self.clock()
+        existing = None if dry_run else next(
+            (i for i in self.store.active() if (i.host, i.fault) == (d.host, d.fault)), None)
+        if existing is not None and not (existing.state is S.AWAITING_APPROVAL
+                                         and existing.detail.get("approved_by")):
+            return Action(d.host, d.fault, "open", existing.state.value, existing.remediation,
+                          existing.id, (f"incident {existing.id} is {existing.state.value}",),
+                          existing.detected_at), None
+        entry = first_remediation(d, self.rules.catalog)
+        incident = existing
+        if incident is None and not dry_run:
+            incident = self.store.open_incident(d.host, d.fault, now, {
+                "evidence": list(d.evidence), "confidence": d.confidence})
+            incident = self._move(incident, S.DIAGNOSED, f"diagnosed by {d.diagnosed_by}")
+        if entry is None:
+            return self._stop(incident, d, S.ESCALATED, "refuse",
+                              ("no catalog remediation for this fault",)), None
+        try:
+            plan = build_plan(d, entry, self.inventory.resolve([d.host]))
+        except PermanentError as exc:
+            log.warning("plan refused", extra={"host": d.host, "reason": str(exc)})
+            return self._stop(incident, d, S.ESCALATED, "refuse", (str(exc),), entry.name), None
+        if incident is not None and incident.state is S.DIAGNOSED:
+            incident = self._move(incident, S.PLANNED, f"plan: {entry.name}",
+                                  remediation=entry.name,
+                                  detail={**incident.detail, "params": dict(plan.params)})
+        if incident is not None and incident.state is S.AWAITING_APPROVAL:
+            return None, (incident, plan)  # approved by a human: run it
+        state = PolicyState(now=now, fleet_size=fleet, firing_hosts=broken,
+                            running=self._running + queued,
+                            history=self.store.history(now - self.history_window_s))
+        decision = decide(plan, self.rules.policy, state, dry_run)
+        if decision.verdict in (Verdict.RUN, Verdict.DRY_RUN):
+            return None, (incident, plan)
+        if decision.verdict is Verdict.DEFER:
+            return Action(d.host, d.fault, decision.verdict.value, S.PLANNED.value, entry.name,
+                          incident.id if incident else None, decision.reasons), None
+        end = {Verdict.ASK: S.AWAITING_APPROVAL, Verdict.SUPPRESS: S.SUPPRESSED}.get(
+            decision.verdict, S.ESCALATED)
+        return self._stop(incident, d, end, decision.verdict.value, decision.reasons,
+                          entry.name), None
+
+    def _stop(self, incident: Incident | None, d: Diagnosis, state: S, verdict: str,
+              reasons: tuple[str, ...], remediation: str | None = None) -> Action:
+        if incident is not None:
+            incident = self._move(incident, state, "; ".join(reasons))
+            log.warning("incident needs a human" if state is not S.SUPPRESSED else "suppressed",
+                        extra={"incident": incident.id, "host": d.host, "fault": d.fault,
+                               "state": state.value, "reasons": list(reasons)})
+        return Action(d.host, d.fault, verdict, state.value, remediation,
+                      incident.id if incident else None, reasons,
+                      incident.detected_at if incident else None)
+
+    def _move(self, incident: Incident, to: S, note: str, **changes: Any) -> Incident:
+        return self.store.save_transition(incident, advance(incident, to, self.clock(),
+                                                            **changes), note)
+
+    # -- execute + verify ----------------------------------------------------------------------
+    def _dry_run(self, incident: Incident | None, plan: Plan) -> Action:
+        outcome = self.executor.run(plan, "remediate", check=True)
+        host = plan.targets[0]
+        return Action(host, plan.fault, Verdict.DRY_RUN.value,
+                      "would_remediate" if outcome.status is OutcomeStatus.SUCCEEDED
+                      else "check_failed", plan.remediation, None,
+                      (f"check mode: {outcome.status.value}", *outcome.messages))
+
+    def _remediate(self, incident: Incident | None, plan: Plan) -> Action:
+        assert incident is not None
+        self._running += 1
+        try:
+            return self._heal(incident, plan)
+        finally:
+            self._running -= 1
+
+    def _heal(self, incident: Incident, plan: Plan) -> Action:
+        host = plan.targets[0]
+        start = self.clock()
+        incident = self._move(incident, S.REMEDIATING, f"running {plan.remediation}",
+                              remediation_started_at=start)
+        if plan.check_first:
+            check = self.executor.run(plan, "remediate", check=True)
+            self.store.record_run(incident.id, host, plan.remediation, "remediate", check)
+            if check.status is not OutcomeStatus.SUCCEEDED:
+                return self._finish(incident, plan, S.ESCALATED, check,
+                                    f"check mode {check.status.value}; not applying")
+        outcome = self.executor.run(plan, "remediate")
+        self.store.record_run(incident.id, host, plan.remediation, "remediate", outcome)
+        incident = self._move(incident, S.VERIFYING, f"play {outcome.status.value}",
+                              remediation_finished_at=outcome.finished_at)
+        if outcome.status is OutcomeStatus.UNREACHABLE:
+            return self._finish(incident, plan, S.ESCALATED, outcome,
+                                "host unreachable over SSH; escalated once, not retried")
+        healthy = self._verify(plan, host, outcome)
+        if outcome.status is OutcomeStatus.SUCCEEDED and healthy:
+            return self._finish(incident, plan, S.RESOLVED, outcome,
+                                f"{plan.verify_signal} healthy on a fresh sample")
+        self.store.mark_failed_verification(incident.id)
+        why = (f"play {outcome.status.value}" if outcome.status is not OutcomeStatus.SUCCEEDED
+               else f"{plan.verify_signal} not healthy within the verify timeout")
+        entry = self.rules.catalog.get(plan.remediation)
+        if entry is not None and entry.rollback == "role":
+            rollback = self.executor.run(plan, "rollback")
+            self.store.record_run(incident.id, host, plan.remediation, "rollback", rollback)
+            return self._finish(incident, plan, S.ROLLED_BACK, outcome,
+                                f"{why}; rollback {rollback.status.value}; escalated")
+        return self._finish(incident, plan, S.ESCALATED, outcome, f"{why}; escalated")
+
+    def _verify(self, plan: Plan, host: str, outcome: Outcome) -> bool:
+        """Wait for the verify signal to be healthy on a sample taken after the play ended."""
+        entry = self.rules.catalog.get(plan.remediation)
+        timeout = entry.verify.timeout_s if entry else 30.0
+        signal = self.rules.faults.signals[plan.verify_signal]
+        address = self.inventory.hosts[host].prometheus_host
+        deadline = self.clock() + timeout
+        while self.clock() < deadline:
+            try:
+                obs = self.source.observe([signal], {address: host}, self.clock())
+            except SourceUnavailable:
+                obs = None
+            if obs is not None:
+                mine: list[Finding] = [f for f in obs.findings if f.host == host]
+                fresh = [f for f in mine if f.observed_at > outcome.finished_at]
+                if mine and len(fresh) == len(mine) and all(
+                        f.health is Health.HEALTHY for f in fresh):
+                    return True
+            self.sleep(self.verify_poll_s)
+        return False
+
+    def _finish(self, incident: Incident, plan: Plan, state: S, outcome: Outcome,
+                note: str) -> Action:
+        now = self.clock()
+        detail = {**incident.detail, "outcome": outcome.status.value,
+                  "messages": list(outcome.messages)[:10], "artifacts": outcome.artifact_dir}
+        if incident.state is S.REMEDIATING and state is not S.ESCALATED:
+            incident = self._move(incident, S.VERIFYING, "check failed")
+        incident = self._move(incident, state, note, detail=detail,
+                              resolved_at=now if state is S.RESOLVED else None)
+        return Action(incident.host, incident.fault, Verdict.RUN.value, state.value,
+                      plan.remediation, incident.id, (note, *outcome.messages[:3]),
+                      incident.detected_at, incident.remediation_started_at,
+                      incident.remediation_finished_at, incident.resolved_at)
+

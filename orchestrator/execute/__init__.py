@@ -1,0 +1,1 @@
+"""The only layer that changes hosts: the Ansible inventory and ansible-runner."""

@@ -1,0 +1,143 @@
+"""Run one catalog role with ansible-runner against an explicit host list; return an ``Outcome``.
+
+Called by ``engine`` (remediate, then verify / rollback) and by ``selfheal remediate``. Safety:
+targets must be a non-empty subset of the inventory (``limit=""`` would mean every host), and every
+extra var is written to ``env/extravars`` tagged ``!unsafe`` so Ansible never templates text that
+came from outside. Extension follows ansible-runner: ``event_handler`` and ``cancel_callback`` are
+passed through.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from orchestrator.config import AnsibleSettings
+from orchestrator.errors import TargetError, UnsafeValueError
+from orchestrator.execute.inventory import SAFE_NAME, Inventory
+from orchestrator.models import Outcome, OutcomeStatus, Plan
+
+log = logging.getLogger(__name__)
+
+Phase = Literal["remediate", "verify", "rollback"]
+_VAR_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
+
+
+def unsafe_extravars_yaml(variables: Mapping[str, Any]) -> str:
+    """YAML where every string is ``!unsafe`` (JSON scalars are valid YAML flow scalars)."""
+    lines = []
+    for name, value in variables.items():
+        if not _VAR_NAME.match(name):
+            raise UnsafeValueError(f"refused extra var name {name[:80]!r}")
+        if isinstance(value, bool | int | float):
+            lines.append(f"{name}: {json.dumps(value)}")
+        elif isinstance(value, str):
+            lines.append(f"{name}: !unsafe {json.dumps(value)}")
+        else:
+            raise UnsafeValueError(f"extra var {name} must be a string or number, "
+                                   f"not {type(value).__name__}")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class AnsibleExecutor:
+    """Runs plans; ``run_fn`` is ``ansible_runner.run`` unless a test passes its own."""
+
+    settings: AnsibleSettings
+    inventory: Inventory
+    runs_dir: Path
+    run_fn: Callable[..., Any] | None = None
+
+    def run(self, plan: Plan, phase: Phase = "remediate", check: bool = False,
+            event_handler: Callable[[dict[str, Any]], bool] | None = None,
+            cancel_callback: Callable[[], bool] | None = None) -> Outcome:
+        targets = self.inventory.resolve(list(plan.targets))
+        for name in targets:
+            if not SAFE_NAME.match(name):
+                raise TargetError(f"refused host name {name[:80]!r}")
+        if not SAFE_NAME.match(plan.role):
+            raise UnsafeValueError(f"refused role name {plan.role[:80]!r}")
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        private = self.runs_dir / f"{stamp}-{plan.remediation}-{phase}-{uuid.uuid4().hex[:8]}"
+        (private / "env").mkdir(parents=True, exist_ok=True)
+        extravars = {"selfheal_targets": ",".join(targets), "selfheal_role": plan.role,
+                     **plan.params}
+        (private / "env" / "extravars").write_text(unsafe_extravars_yaml(extravars))
+        run_fn = self.run_fn
+        if run_fn is None:
+            import ansible_runner
+
+            run_fn = ansible_runner.run
+        bin_dir = str(Path(sys.executable).parent)
+        envvars = {
+            "ANSIBLE_CONFIG": str(self.settings.project_dir / "ansible.cfg"),
+            "ANSIBLE_HOST_KEY_CHECKING": "True",
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.runs_dir.parent / "cp"),
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+        started = time.time()
+        result = run_fn(
+            private_data_dir=str(private),
+            project_dir=str(self.settings.project_dir),
+            playbook=str(self.settings.project_dir / "playbooks" / f"{phase}.yml"),
+            inventory=str(self.inventory.source.resolve()),
+            limit=",".join(targets),
+            cmdline="--check --diff" if check else None,
+            envvars=envvars,
+            forks=self.settings.forks,
+            timeout=int(self.settings.timeout_s),
+            quiet=True,
+            event_handler=event_handler,
+            cancel_callback=cancel_callback,
+        )
+        outcome = _outcome(result, targets, started, time.time(), check, str(private))
+        log.info("ansible run", extra={"remediation": plan.remediation, "phase": phase,
+                                       "check": check, "status": outcome.status.value,
+                                       "seconds": round(outcome.seconds, 2)})
+        return outcome
+
+
+def _failure_messages(result: Any) -> list[str]:
+    messages: list[str] = []
+    for event in getattr(result, "events", []) or []:
+        if event.get("event") in ("runner_on_failed", "runner_on_unreachable"):
+            data = event.get("event_data", {})
+            msg = str(data.get("res", {}).get("msg", ""))[:300]
+            messages.append(f"{data.get('host')}: {data.get('task')}: {msg}")
+    return messages
+
+
+def _outcome(result: Any, targets: tuple[str, ...], started: float, finished: float,
+             check: bool, artifacts: str) -> Outcome:
+    stats = result.stats or {}
+    dark = tuple(sorted(stats.get("dark", {}) or {}))
+    failed = tuple(sorted(set(stats.get("failures", {}) or {}) - set(dark)))
+    changed = tuple(sorted(stats.get("changed", {}) or {}))
+    touched = set()
+    for key in ("ok", "changed", "failures", "dark", "skipped"):
+        touched |= set(stats.get(key, {}) or {})
+    messages = _failure_messages(result)
+    missing = [t for t in targets if t not in touched]
+    if missing:
+        messages.append(f"play did not reach {missing}")
+    if result.status == "canceled" or result.status == "timeout":
+        status = OutcomeStatus.CANCELED
+        messages.append(f"run {result.status}")
+    elif dark:
+        status = OutcomeStatus.UNREACHABLE
+    elif failed or missing or result.status != "successful":
+        status = OutcomeStatus.FAILED
+    else:
+        status = OutcomeStatus.SUCCEEDED
+    return Outcome(status=status, started_at=started, finished_at=finished, check_mode=check,
+                   rc=result.rc, changed_hosts=changed, failed_hosts=failed,
+                   unreachable_hosts=dark, messages=tuple(messages), artifact_dir=artifacts)

@@ -1,0 +1,1 @@
+"""Where observations come from: Prometheus (fleet-wide queries) and Alertmanager payloads."""

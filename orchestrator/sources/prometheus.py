@@ -1,0 +1,126 @@
+"""Fleet-wide observation through Prometheus: one instant query per signal, never one per host.
+
+Called by ``engine`` once per sweep (``observe``) and during verification (``observe`` again with
+the one signal being verified). Each returned series is mapped to an inventory host through the
+host part of its ``instance`` label. A label that does not look like a host:port is refused and
+logged; a series whose target was not scraped within ``max_staleness_s`` is UNKNOWN; when
+Prometheus does not answer, ``SourceUnavailable`` is raised and the caller treats every host as
+UNKNOWN.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.config import PrometheusSettings
+from orchestrator.core.faults import Signal
+from orchestrator.errors import SourceUnavailable
+from orchestrator.models import Finding, Health
+
+log = logging.getLogger(__name__)
+
+QueryFn = Callable[[str], list[dict[str, Any]]]
+_INSTANCE = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9][A-Za-z0-9._-]{0,252}))"
+                       r"(?::[0-9]{1,5})?$")
+FRESHNESS_QUERY = "timestamp(up)"
+
+
+def instance_host(instance: str) -> str | None:
+    """The host part of an ``instance`` label, or None when it is not a plain host[:port]."""
+    match = _INSTANCE.match(instance)
+    if not match:
+        return None
+    return match.group("v6") or match.group("host")
+
+
+def connect(settings: PrometheusSettings) -> QueryFn:
+    """A query function over prometheus-api-client with a short, bounded retry."""
+    from prometheus_api_client import PrometheusConnect
+    from urllib3.util.retry import Retry
+
+    client = PrometheusConnect(url=settings.url, disable_ssl=False,
+                               retry=Retry(total=1, backoff_factor=0.1),
+                               timeout=settings.timeout_s)
+
+    def query(promql: str) -> list[dict[str, Any]]:
+        try:
+            return list(client.custom_query(promql))
+        except Exception as exc:  # requests and the client raise many kinds; all mean "no data"
+            raise SourceUnavailable(f"Prometheus at {settings.url} did not answer {promql!r}: "
+                                    f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+
+    return query
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One sweep's view of the fleet: findings per host and signal, and what was refused."""
+
+    findings: tuple[Finding, ...]
+    refused: tuple[str, ...] = ()
+    unmapped: tuple[str, ...] = field(default=())
+
+
+@dataclass
+class PrometheusSource:
+    """Observe the fleet through ``query`` (a real Prometheus in production and in tests)."""
+
+    query: QueryFn
+    settings: PrometheusSettings
+
+    def observe(self, signals: Iterable[Signal], hosts_by_address: Mapping[str, str],
+                now: float) -> Observation:
+        """Findings for every host in ``hosts_by_address`` (Prometheus host part -> host name)."""
+        label = self.settings.instance_label
+        refused: list[str] = []
+        unmapped: set[str] = set()
+        scraped: dict[tuple[str, str], float] = {}
+        for series in self.query(FRESHNESS_QUERY):
+            metric = series.get("metric", {})
+            key = (metric.get("job", ""), metric.get(label, ""))
+            scraped[key] = float(series["value"][1])
+        findings: list[Finding] = []
+        for signal in signals:
+            seen: set[str] = set()
+            for series in self.query(signal.promql):
+                metric = {str(k): str(v) for k, v in series.get("metric", {}).items()}
+                instance = metric.get(label, "")
+                address = instance_host(instance)
+                if address is None:
+                    refused.append(f"{signal.name}: refused series with {label}={instance[:80]!r}"
+                                   " (not a host[:port]; shell or template characters?)")
+                    log.warning("refused label", extra={"signal": signal.name,
+                                                        "label": label, "value": instance[:200]})
+                    continue
+                host = hosts_by_address.get(address)
+                if host is None:
+                    unmapped.add(address)
+                    continue
+                seen.add(host)
+                findings.append(self._judge(signal, host, series, metric, scraped, now))
+            for host in set(hosts_by_address.values()) - seen:
+                findings.append(Finding(host=host, signal=signal.name, health=Health.UNKNOWN,
+                                        observed_at=now, source="prometheus",
+                                        evidence=(f"{signal.name}: no series for this host",)))
+        return Observation(tuple(findings), tuple(refused), tuple(sorted(unmapped)))
+
+    def _judge(self, signal: Signal, host: str, series: dict[str, Any], metric: dict[str, str],
+               scraped: Mapping[tuple[str, str], float], now: float) -> Finding:
+        value = float(series["value"][1])
+        sampled = scraped.get((metric.get("job", ""), metric.get(self.settings.instance_label, "")))
+        age = None if sampled is None else now - sampled
+        if age is not None and age > self.settings.max_staleness_s:
+            return Finding(host=host, signal=signal.name, health=Health.UNKNOWN, observed_at=now,
+                           value=value, source="prometheus", labels=metric,
+                           evidence=(f"{signal.name}: last scrape {age:.0f}s ago, older than "
+                                     f"{self.settings.max_staleness_s:.0f}s",))
+        health = Health.FIRING if signal.fires(value) else Health.HEALTHY
+        return Finding(host=host, signal=signal.name, health=health, observed_at=sampled or now,
+                       value=value, source="prometheus", labels=metric,
+                       evidence=(f"{signal.promql} = {value:g} ({signal.name} "
+                                 f"{'fires' if health is Health.FIRING else 'ok'} "
+                                 f"when {signal.firing_when})",))

@@ -1,0 +1,39 @@
+"""Build a ``Controller`` (and its parts) from ``Settings``: the one place parts are wired.
+
+Called by the CLI commands, the lab demo and the benchmarks.
+"""
+
+from __future__ import annotations
+
+from orchestrator.config import Settings
+from orchestrator.engine import Controller
+from orchestrator.execute.inventory import Inventory, load_inventory
+from orchestrator.execute.runner import AnsibleExecutor
+from orchestrator.rules import Rules, load_rules
+from orchestrator.sources.prometheus import PrometheusSource, connect
+from orchestrator.store.db import Store
+
+
+def rules_for(settings: Settings) -> Rules:
+    return load_rules(settings.rules.dir, settings.ansible.project_dir / "roles")
+
+
+def inventory_for(settings: Settings) -> Inventory:
+    return load_inventory(settings.inventory.path, settings.inventory.prometheus_host_var)
+
+
+def store_for(settings: Settings) -> Store:
+    settings.state.dir.mkdir(parents=True, exist_ok=True)
+    return Store(settings.state.database_url)
+
+
+def controller_for(settings: Settings, rules: Rules | None = None,
+                   inventory: Inventory | None = None) -> Controller:
+    inventory = inventory or inventory_for(settings)
+    return Controller(
+        rules=rules or rules_for(settings),
+        inventory=inventory,
+        source=PrometheusSource(connect(settings.prometheus), settings.prometheus),
+        executor=AnsibleExecutor(settings.ansible, inventory, settings.state.dir / "runs"),
+        store=store_for(settings),
+    )

@@ -1,0 +1,74 @@
+"""The incident store writes every transition, and the audit chain catches tampering."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from orchestrator.core.lifecycle import IllegalTransition, advance
+from orchestrator.errors import AuditChainError
+from orchestrator.models import IncidentState as S, Outcome, OutcomeStatus
+from orchestrator.store.db import Store
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(f"sqlite:///{tmp_path / 'state.db'}")
+
+
+def heal_one(store: Store) -> int:
+    i = store.open_incident("vps2", "service_crash", 10.0, {"evidence": ["up == 0"]})
+    for n, state in enumerate((S.DIAGNOSED, S.PLANNED, S.REMEDIATING, S.VERIFYING, S.RESOLVED)):
+        i = store.save_transition(i, advance(i, state, 11.0 + n), f"to {state}")
+    store.record_run(i.id, "vps2", "service_restart", "remediate",
+                     Outcome(OutcomeStatus.SUCCEEDED, 13.0, 14.5, False, rc=0))
+    return i.id
+
+
+def test_transitions_and_audit_are_written(store: Store) -> None:
+    iid = heal_one(store)
+    incident = store.get(iid)
+    assert incident is not None and incident.state is S.RESOLVED
+    assert [t["to"] for t in store.transitions(iid)] == [
+        "detected", "diagnosed", "planned", "remediating", "verifying", "resolved"]
+    assert store.verify_audit() == 7  # 6 incident records + 1 ansible run
+    assert store.history(0)[0].host == "vps2"
+
+
+def test_stale_writer_is_refused(store: Store) -> None:
+    i = store.open_incident("vps1", "service_crash", 1.0)
+    store.save_transition(i, advance(i, S.DIAGNOSED, 2.0))
+    with pytest.raises(IllegalTransition, match="another writer"):
+        store.save_transition(i, advance(i, S.ESCALATED, 3.0))
+
+
+def test_active_keeps_escalated_until_cleared(store: Store) -> None:
+    i = store.open_incident("vps1", "service_crash", 1.0)
+    i = store.save_transition(i, advance(i, S.ESCALATED, 2.0))
+    assert [a.id for a in store.active()] == [i.id]
+    store.mark_cleared(i, 3.0)
+    assert store.active() == []
+
+
+def _tamper(path: Path, sql: str) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.executescript(sql)
+
+
+@pytest.mark.parametrize("sql, expected", [
+    ("UPDATE audit SET subject = 'vps9/service_crash' WHERE seq = 3", "record 3 .* was edited"),
+    ("DELETE FROM audit WHERE seq = 4", "record 4 is missing"),
+    ("DELETE FROM audit WHERE seq = 7", "records at the end were deleted"),
+    ("UPDATE audit SET seq = -1 WHERE seq = 2; UPDATE audit SET seq = 2 WHERE seq = 3; "
+     "UPDATE audit SET seq = 3 WHERE seq = -1", "record 2: previous-hash link broken"),
+])
+def test_audit_verify_fails_on_tampering(tmp_path: Path, sql: str, expected: str) -> None:
+    db = tmp_path / "state.db"
+    store = Store(f"sqlite:///{db}")
+    heal_one(store)
+    assert store.verify_audit() == 7
+    _tamper(db, sql)
+    with pytest.raises(AuditChainError, match=expected):
+        store.verify_audit()
