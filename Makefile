@@ -9,7 +9,7 @@ APT_PACKAGES := debootstrap systemd-container prometheus prometheus-alertmanager
 .PHONY: demo test deps venv lint clean-lab
 
 demo: deps venv
-	$(VENV)/bin/selfheal lab demo
+	$(VENV)/bin/selfheal demo
 
 test: deps venv
 	$(VENV)/bin/python -m pytest

@@ -12,6 +12,7 @@ import typer
 
 from orchestrator.cli import audit, incidents
 from orchestrator.cli.common import State
+from orchestrator.cli.demo import demo
 from orchestrator.cli.diagnose import diagnose
 from orchestrator.cli.remediate import remediate
 from orchestrator.cli.sweep import sweep
@@ -50,6 +51,7 @@ def _root(
 app.command("sweep")(sweep)
 app.command("diagnose")(diagnose)
 app.command("remediate")(remediate)
+app.command("demo")(demo)
 app.add_typer(incidents.app, name="incidents")
 app.add_typer(audit.app, name="audit")
 # lab: wired when orchestrator.cli.lab lands

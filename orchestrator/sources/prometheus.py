@@ -56,6 +56,31 @@ def connect(settings: PrometheusSettings) -> QueryFn:
     return query
 
 
+class _Freshness:
+    """When each target was last scraped, from ``timestamp(up)``.
+
+    A series is matched to its scrape by (job, instance); series whose labels were set by the
+    exporter (``honor_labels``) fall back to the instance, then to the job's oldest target.
+    """
+
+    def __init__(self) -> None:
+        self.pair: dict[tuple[str, str], float] = {}
+        self.instance: dict[str, float] = {}
+        self.job: dict[str, float] = {}
+
+    def add(self, job: str, instance: str, ts: float) -> None:
+        self.pair[(job, instance)] = ts
+        self.instance[instance] = max(ts, self.instance.get(instance, ts))
+        self.job[job] = min(ts, self.job.get(job, ts))
+
+    def last(self, job: str, instance: str) -> float | None:
+        for found in (self.pair.get((job, instance)), self.instance.get(instance),
+                      self.job.get(job)):
+            if found is not None:
+                return found
+        return None
+
+
 @dataclass(frozen=True)
 class Observation:
     """One sweep's view of the fleet: findings per host and signal, and what was refused."""
@@ -78,11 +103,10 @@ class PrometheusSource:
         label = self.settings.instance_label
         refused: list[str] = []
         unmapped: set[str] = set()
-        scraped: dict[tuple[str, str], float] = {}
+        scraped = _Freshness()
         for series in self.query(FRESHNESS_QUERY):
             metric = series.get("metric", {})
-            key = (metric.get("job", ""), metric.get(label, ""))
-            scraped[key] = float(series["value"][1])
+            scraped.add(metric.get("job", ""), metric.get(label, ""), float(series["value"][1]))
         findings: list[Finding] = []
         for signal in signals:
             seen: set[str] = set()
@@ -109,9 +133,9 @@ class PrometheusSource:
         return Observation(tuple(findings), tuple(refused), tuple(sorted(unmapped)))
 
     def _judge(self, signal: Signal, host: str, series: dict[str, Any], metric: dict[str, str],
-               scraped: Mapping[tuple[str, str], float], now: float) -> Finding:
+               scraped: _Freshness, now: float) -> Finding:
         value = float(series["value"][1])
-        sampled = scraped.get((metric.get("job", ""), metric.get(self.settings.instance_label, "")))
+        sampled = scraped.last(metric.get("job", ""), metric.get(self.settings.instance_label, ""))
         age = None if sampled is None else now - sampled
         if age is not None and age > self.settings.max_staleness_s:
             return Finding(host=host, signal=signal.name, health=Health.UNKNOWN, observed_at=now,
