@@ -23,7 +23,7 @@ from orchestrator.errors import SelfhealError
 
 OK, NEEDS_HUMAN, ERROR = 0, 1, 2
 console = Console(stderr=False)
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 JSON_OPTION = typer.Option(False, "--json", help="print one JSON object for scripts")

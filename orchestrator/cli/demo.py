@@ -33,7 +33,7 @@ def demo(host: str = typer.Option("vps2", help="lab host whose service is crashe
 
     if not lab.lab_is_up():
         with console.status("booting the lab (the first run builds the image)") as status:
-            lab.up(progress=lambda msg: status.update(msg))
+            lab.up(progress=lambda msg, _fraction: status.update(msg))
     paths = lab.lab_paths()
     settings = load_settings(paths.settings_file)
     controller = controller_for(settings)
