@@ -78,3 +78,16 @@ def test_unparsable_inventory_is_an_error(tmp_path: Path) -> None:
         load_inventory(path)
     with pytest.raises(InventoryError, match="does not exist"):
         load_inventory(tmp_path / "nope.ini")
+
+
+def test_example_inventory_maps_hosts_to_prometheus() -> None:
+    from orchestrator.config import PROJECT_ROOT, load_settings
+
+    inv = load_inventory(PROJECT_ROOT / "inventories" / "example" / "hosts.yml")
+    assert inv.hosts["db-01.example.com"].prometheus_host == "10.20.0.31"
+    assert inv.hosts["lb-01"].prometheus_host == "lb-01.example.com"
+    assert inv.hosts["lb-01"].address == "203.0.113.10"
+    assert inv.hosts["web-01.example.com"].prometheus_host == "web-01.example.com"
+    assert inv.hosts["db-01.example.com"].groups == ("db",)
+    settings = load_settings(PROJECT_ROOT / "inventories" / "example" / "selfheal.yml")
+    assert settings.prometheus.max_staleness_s == 60
