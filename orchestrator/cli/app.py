@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from orchestrator.cli import audit, incidents
+from orchestrator.cli import audit, incidents, lab
 from orchestrator.cli.common import State
 from orchestrator.cli.demo import demo
 from orchestrator.cli.diagnose import diagnose
@@ -54,7 +54,7 @@ app.command("remediate")(remediate)
 app.command("demo")(demo)
 app.add_typer(incidents.app, name="incidents")
 app.add_typer(audit.app, name="audit")
-# lab: wired when orchestrator.cli.lab lands
+app.add_typer(lab.app, name="lab")
 
 
 def main() -> None:

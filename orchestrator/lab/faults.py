@@ -32,7 +32,7 @@ class Fault:
 FAULTS: dict[str, Fault] = {
     "service_crash": Fault(
         description=f"SIGKILL {DEMO_UNIT}; systemd marks it failed and does not restart it",
-        command=("systemctl", "kill", "--signal=SIGKILL", DEMO_UNIT),
+        command=("systemctl", "kill", "--kill-whom=main", "--signal=SIGKILL", DEMO_UNIT),
     ),
     "disk_full": Fault(
         description="fill the host's 64 MB /srv tmpfs with /srv/fill (remove it to heal)",

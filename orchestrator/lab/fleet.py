@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Sequence
@@ -93,6 +94,23 @@ def _running_hosts(paths: LabPaths) -> list[str]:
     return names
 
 
+def _kill_orphans(paths: LabPaths) -> None:
+    """SIGKILL lab container inits whose nspawn is gone (it was SIGKILLed); their hosts die."""
+    nspawns = set(procs.find(_image_marker(paths)))
+    orphans = [
+        pid
+        for pid, parent in procs.container_inits(str(paths.image_dir)).items()
+        if parent not in nspawns
+    ]
+    for pid in orphans:
+        log.warning("killing orphaned lab container init %d (its nspawn is gone)", pid)
+        procs.send_signal(pid, signal.SIGKILL)
+    if orphans and not procs.wait_until(
+        lambda: not set(orphans) & set(procs.container_inits(str(paths.image_dir))), 10.0
+    ):
+        raise PermanentError(f"orphaned lab hosts {orphans} did not die on SIGKILL")
+
+
 def _check_environment() -> None:
     if os.geteuid() != 0:
         raise PermanentError("the lab needs root (systemd-nspawn, loopback services)")
@@ -129,6 +147,7 @@ def up(hosts: int = 3, progress: ProgressFn | None = None) -> LabState:
         addresses = {name: host_address(int(name.removeprefix(HOST_PREFIX))) for name in names}
         binds = {n: hostconfig.write_host_files(paths, n, a) for n, a in addresses.items()}
         hostconfig.write_known_hosts(paths, addresses)
+        _kill_orphans(paths)
         for name in names:
             if pids[name] is None:
                 log_file = paths.host_dir(name) / "nspawn.log"
@@ -284,6 +303,7 @@ def down(progress: ProgressFn | None = None) -> None:
         ):
             report(progress, "some hosts did not power off; terminating them")
         procs.terminate(pids, marker, timeout=10.0)
+        _kill_orphans(paths)
         report(progress, "stopping Prometheus")
         prometheus.stop(paths, state.prometheus_pid if state else None)
         _remove_leftovers(paths)

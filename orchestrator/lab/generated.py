@@ -39,8 +39,8 @@ def write_inventory(paths: LabPaths, hosts: Mapping[str, str]) -> None:
         }
     }
     paths.inventory.parent.mkdir(parents=True, exist_ok=True)
-    text = f"{HEADER}; removed by selfheal lab down\n" + yaml.safe_dump(inventory, sort_keys=False)
-    paths.inventory.write_text(text, encoding="utf-8")
+    body = yaml.safe_dump(inventory, sort_keys=False, width=1000)
+    paths.inventory.write_text(f"{HEADER}; removed by selfheal lab down\n{body}", encoding="utf-8")
 
 
 def _ours(text: str) -> bool:

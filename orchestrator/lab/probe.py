@@ -9,6 +9,7 @@ key checking and BatchMode, and never reads the user's own ssh config.
 from __future__ import annotations
 
 import logging
+import shlex
 import subprocess
 import urllib.error
 import urllib.request
@@ -28,8 +29,8 @@ log = logging.getLogger(__name__)
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # lab traffic is loopback
 
 
-def ssh_argv(paths: LabPaths, address: str, command: Sequence[str], timeout: float) -> list[str]:
-    """The ssh command line that runs ``command`` as root on the host at ``address``."""
+def ssh_argv(paths: LabPaths, address: str, remote: str, timeout: float) -> list[str]:
+    """The ssh command line that runs the shell command ``remote`` as root at ``address``."""
     return [
         "ssh",
         "-F",
@@ -52,7 +53,7 @@ def ssh_argv(paths: LabPaths, address: str, command: Sequence[str], timeout: flo
         "LogLevel=ERROR",
         f"root@{address}",
         "--",
-        *command,
+        remote,
     ]
 
 
@@ -73,12 +74,13 @@ def ssh_run(
 ) -> subprocess.CompletedProcess[str]:
     """Run ``command`` as root on lab host ``host`` over SSH; never raises on a non-zero exit.
 
-    ``command`` is an argument list (joined by ssh with spaces: pass plain words) or one string
-    for the remote shell. A host that does not answer in ``timeout`` seconds gives rc 255.
+    ``command`` is an argument list (quoted, so the remote shell sees exactly these words) or
+    one string for the remote shell. A host that does not answer in ``timeout`` seconds gives
+    rc 255.
     """
     paths = paths or lab_paths()
-    words = [command] if isinstance(command, str) else list(command)
-    argv = ssh_argv(paths, resolve_address(host), words, timeout)
+    remote = command if isinstance(command, str) else shlex.join(command)
+    argv = ssh_argv(paths, resolve_address(host), remote, timeout)
     try:
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as exc:

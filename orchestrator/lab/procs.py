@@ -69,6 +69,32 @@ def find(*markers: str) -> list[int]:
     return sorted(pid for pid in pids if pid != me and is_ours(pid, *markers))
 
 
+def container_inits(lowerdir: str) -> dict[int, int]:
+    """``{pid: ppid}`` of systemd-nspawn container inits whose root overlays ``lowerdir``.
+
+    A container's init keeps running when its nspawn is SIGKILLed; its command line names no
+    lab path, but its environment says ``container=systemd-nspawn`` and its root mount names the
+    image as ``lowerdir``.
+    """
+    inits = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            if b"container=systemd-nspawn" not in environ or (entry / "comm").read_text() != (
+                "systemd\n"
+            ):
+                continue
+            if f"lowerdir={lowerdir}," not in (entry / "mountinfo").read_text(encoding="utf-8"):
+                continue
+            stat = (entry / "stat").read_text(encoding="utf-8")
+        except OSError:
+            continue
+        inits[int(entry.name)] = int(stat.rpartition(")")[2].split()[1])
+    return inits
+
+
 def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.2) -> bool:
     """Poll ``check`` until it is True or ``timeout`` seconds have passed; its last answer."""
     deadline = time.monotonic() + timeout
