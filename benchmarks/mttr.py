@@ -48,7 +48,9 @@ def summary(results: list[DrillResult]) -> dict[str, dict[str, float | None]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fault", default="service_crash", choices=sorted(lab.FAULTS))
+    healable = sorted(set(lab.FAULTS) & set(rules_for(load_settings(None)).faults.faults))
+    parser.add_argument("--fault", default="service_crash", choices=healable,
+                        help="a lab fault that rules/faults.yml can heal")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()

@@ -136,3 +136,18 @@ def test_cli_bad_rules_exit_2_naming_file_and_line(tmp_path: Path) -> None:
                            "sweep"], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2
     assert "remediations.yml:3" in done.stderr and "add this key" in done.stderr
+
+
+def test_cli_unknown_host_exit_2_names_known_hosts(tmp_path: Path) -> None:
+    inv = tmp_path / "hosts.ini"
+    inv.write_text("web1\nweb2\n")
+    config = tmp_path / "selfheal.yml"
+    config.write_text("inventory: {path: hosts.ini}\nstate: {dir: state}\n")
+    for args in (["diagnose", "web9"], ["remediate", "web9", "service_restart"]):
+        done = subprocess.run([sys.executable, "-m", "orchestrator", "--config", str(config),
+                               *args, "--json"], capture_output=True, text=True, timeout=60,
+                              check=False)
+        assert done.returncode == 2, done.stderr
+        error = json.loads(done.stdout)
+        assert error["error"] == "TargetError"
+        assert "web9" in error["message"] and "web1" in error["message"]

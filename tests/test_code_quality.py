@@ -1,0 +1,22 @@
+"""ruff and mypy stay clean: the configured checks run as part of the suite."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def test_ruff_is_clean() -> None:
+    done = subprocess.run([str(BIN / "ruff"), "check", "orchestrator", "tests", "benchmarks"],
+                          cwd=ROOT, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout[-3000:]
+
+
+def test_mypy_is_clean() -> None:
+    done = subprocess.run([str(BIN / "mypy")], cwd=ROOT, capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0, done.stdout[-3000:]
