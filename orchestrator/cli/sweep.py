@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from contextlib import nullcontext
 
@@ -11,6 +13,8 @@ from orchestrator.cli.common import JSON_OPTION, OK, State, console, emit_json, 
 from orchestrator.cli.report import actions_table, hosts_table, sweep_json
 from orchestrator.store.lock import controller_lock
 from orchestrator.wiring import controller_for
+
+INVENTORY_REFRESH_S = 60.0
 
 
 @handle_errors
@@ -24,9 +28,16 @@ def sweep(
     human (or data is unknown), 2 error."""
     settings = State.settings()
     controller = controller_for(settings)
+    built = time.monotonic()
     code = OK
+    stop = threading.Event()
+    if every:  # a service: finish the sweep in hand on SIGTERM or Ctrl-C, then exit
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
     with controller_lock(settings.state.dir):
         while True:
+            if time.monotonic() - built > INVENTORY_REFRESH_S:  # hosts come and go
+                controller, built = controller_for(settings), time.monotonic()
             with console.status("sweeping the fleet", spinner="dots") if not json_output \
                     else nullcontext():
                 report = controller.sweep(dry_run=dry_run)
@@ -41,8 +52,8 @@ def sweep(
                     console.print(f"[yellow]unknown:[/] {report.source_error}", highlight=False)
                 for line in report.refused:
                     console.print(f"[red]refused:[/] {line}", highlight=False)
-            if not every:
+            if not every or stop.wait(max(0.0, every - (report.finished_at -
+                                                        report.started_at))):
                 break
-            time.sleep(max(0.0, every - (report.finished_at - report.started_at)))
     raise typer.Exit(code)
 
