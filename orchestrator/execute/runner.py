@@ -29,6 +29,7 @@ from orchestrator.models import Outcome, OutcomeStatus, Plan
 log = logging.getLogger(__name__)
 
 Phase = Literal["remediate", "verify", "rollback"]
+KEEP_RUNS = 500  # run folders (artefacts) kept under runs_dir; older ones are removed
 _VAR_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
 
 
@@ -100,10 +101,20 @@ class AnsibleExecutor:
             cancel_callback=cancel_callback,
         )
         outcome = _outcome(result, targets, started, time.time(), check, str(private))
+        prune_runs(self.runs_dir, KEEP_RUNS)
         log.info("ansible run", extra={"remediation": plan.remediation, "phase": phase,
                                        "check": check, "status": outcome.status.value,
                                        "seconds": round(outcome.seconds, 2)})
         return outcome
+
+
+def prune_runs(runs_dir: Path, keep: int) -> None:
+    """Remove all but the newest ``keep`` run folders (names start with a sortable stamp)."""
+    import shutil
+
+    folders = sorted(p for p in runs_dir.iterdir() if p.is_dir())
+    for old in folders[:-keep] if keep else folders:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _failure_messages(result: Any) -> list[str]:

@@ -101,3 +101,12 @@ def test_empty_or_unknown_targets_run_nothing(project: tuple[AnsibleExecutor, Pa
         executor.run(plan("x", tmp / "never.txt", targets))
     assert not (tmp / "never.txt").exists()
     assert not (tmp / "state" / "runs").exists()
+
+
+def test_old_run_folders_are_pruned(tmp_path: Path) -> None:
+    from orchestrator.execute.runner import prune_runs
+
+    for i in range(5):
+        (tmp_path / f"2026112{i}T000000-x-remediate-abc").mkdir()
+    prune_runs(tmp_path, 2)
+    assert sorted(p.name[:9] for p in tmp_path.iterdir()) == ["20261123T", "20261124T"]
