@@ -22,7 +22,8 @@ from orchestrator.config import Settings, load_settings
 from orchestrator.errors import SelfhealError
 
 OK, NEEDS_HUMAN, ERROR = 0, 1, 2
-console = Console(stderr=False)
+# Piped output (cron mail, journald, CI logs) gets wide tables instead of 80 truncated columns.
+console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -31,7 +31,7 @@ def spawn(argv: Sequence[str], log_file: Path) -> int:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    log.info("started pid %d: %s", proc.pid, " ".join(argv))
+    log.debug("started pid %d: %s", proc.pid, " ".join(argv))
     return proc.pid
 
 
