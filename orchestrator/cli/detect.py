@@ -1,0 +1,125 @@
+"""``selfheal detect-csv``: score a CSV offline with the sweep's own baseline detector.
+
+Registered by the root app (``root.command("detect-csv")(detect_csv)``). Reads
+``timestamp,value[,value2,...]``, runs every value column through
+``orchestrator.core.detect.stream`` with the frozen defaults (causal: a row is judged only from the
+rows before it; no labels, no per-file tuning) and writes the same rows plus ``anomaly_score``
+(0..1, above 0.5 exactly on detections) and ``is_anomaly`` (0/1); with several value columns a row
+takes the highest score of its columns.
+
+Exit codes: 0 the file was scored (whether or not it holds anomalies), 2 the file could not be
+read (the message names the file, the row or column, and the fix).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from orchestrator.cli.common import ERROR, JSON_OPTION, OK, emit_json, err_console
+
+app = typer.Typer(help="Offline anomaly detection on CSV files.")
+
+
+class CsvError(ValueError):
+    """A CSV that cannot be scored; the message names the file, the place and the fix."""
+
+
+def read_series(path: Path):
+    """Read and check a ``timestamp,value...`` CSV; returns the frame, times (s) and values."""
+    import numpy as np
+    import pandas as pd
+
+    if not path.is_file():
+        raise CsvError(f"{path}: no such file; pass the path of a CSV with timestamp,value")
+    try:
+        frame = pd.read_csv(path)
+    except Exception as exc:  # pandas raises several parser errors
+        raise CsvError(f"{path}: not a readable CSV ({exc}); write a header line "
+                       "'timestamp,value' and one row per sample") from exc
+    if "timestamp" not in frame.columns:
+        raise CsvError(f"{path}: row 1 (header): no 'timestamp' column (found "
+                       f"{list(frame.columns)[:6]}); name the time column 'timestamp'")
+    value_cols = [c for c in frame.columns if c not in ("timestamp", "label", "anomaly_score",
+                                                        "is_anomaly")]
+    if not value_cols:
+        raise CsvError(f"{path}: row 1 (header): no value column; add at least one, e.g. "
+                       "'timestamp,value'")
+    if frame.empty:
+        raise CsvError(f"{path}: no data rows; add rows after the header")
+    raw = frame["timestamp"]
+    if pd.api.types.is_numeric_dtype(raw):
+        times = raw.to_numpy(float)
+        bad = np.isnan(times)
+    else:
+        parsed = pd.to_datetime(raw, errors="coerce", utc=True)
+        bad = parsed.isna().to_numpy()
+        times = ((parsed - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(float)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise CsvError(f"{path}: row {row + 2}, column 'timestamp': {raw.iloc[row]!r} is not a "
+                       "time; write ISO 8601 ('2024-05-01 12:00:00') or UNIX seconds")
+    back = np.nonzero(np.diff(times) < 0)[0]
+    if len(back):
+        row = int(back[0]) + 1
+        raise CsvError(f"{path}: row {row + 2}, column 'timestamp': earlier than the row before; "
+                       "sort the file by time")
+    values = np.empty((len(frame), len(value_cols)))
+    for j, col in enumerate(value_cols):
+        numeric = pd.to_numeric(frame[col], errors="coerce")
+        wrong = numeric.isna() & frame[col].notna()
+        if wrong.any():
+            row = int(np.argmax(wrong.to_numpy()))
+            raise CsvError(f"{path}: row {row + 2}, column {col!r}: {frame[col].iloc[row]!r} is "
+                           "not a number; write a number or leave the cell empty (missing)")
+        values[:, j] = numeric.to_numpy(float)
+    return frame, times, values
+
+
+def detect_csv(
+    file: Path = typer.Argument(..., help="CSV with timestamp,value[,value2...]"),
+    out: Path | None = typer.Option(None, "--out", "-o",
+                                    help="write the scored CSV here (default: stdout)"),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Score FILE causally with the frozen defaults; add anomaly_score and is_anomaly."""
+    import numpy as np
+
+    from orchestrator.core.detect.stream import score_series
+
+    try:
+        frame, times, values = read_series(file)
+    except CsvError as exc:
+        err_console.print(f"error: {exc}")
+        raise typer.Exit(ERROR) from exc
+    scores, flags, _ = score_series(times, values)
+    result = frame.copy()
+    result["anomaly_score"] = np.round(scores.max(axis=1), 6)
+    result["is_anomaly"] = flags.any(axis=1).astype(int)
+    try:
+        if out is None:
+            if json_output:
+                emit_json({"file": str(file), "rows": len(result),
+                           "anomalies": int(result["is_anomaly"].sum()),
+                           "rows_flagged": [int(i) + 2 for i in
+                                            np.nonzero(result["is_anomaly"].to_numpy())[0]]})
+                raise typer.Exit(OK)
+            result.to_csv(sys.stdout, index=False)
+        else:
+            result.to_csv(out, index=False)
+    except OSError as exc:
+        err_console.print(f"error: cannot write {out}: {exc}; check the folder exists and is "
+                          "writable")
+        raise typer.Exit(ERROR) from exc
+    if json_output:
+        emit_json({"file": str(file), "out": str(out), "rows": len(result),
+                   "anomalies": int(result["is_anomaly"].sum())})
+    elif out is not None:
+        err_console.print(f"{file}: {len(result)} rows, {int(result['is_anomaly'].sum())} "
+                          f"anomalies -> {out}")
+    raise typer.Exit(OK)
+
+
+app.command("detect-csv")(detect_csv)

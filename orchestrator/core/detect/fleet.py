@@ -1,0 +1,194 @@
+"""Score the whole fleet for one new point per host and signal: the detection stage of a sweep.
+
+Called by the engine once per sweep (``FleetDetector.step`` with the newest value of every signal
+for every host, as arrays over hosts), by ``baseline train`` (a replay of the history window) and
+by ``benchmarks/detection.py``. All state is numpy arrays over hosts, so a sweep of 10,000 hosts
+costs the same number of numpy calls as one host. Detectors:
+
+``thresholds``  fixed thresholds (the baseline to beat; the fallback when a model is missing)
+``baseline``    the dynamic seasonal baseline of ``stream``, confirmed over ``confirm_points``
+                sweeps, in the signal's harmful direction, outside the seasonal envelope
+``forecast``    time to exhaustion of the ``exhaustion: true`` signals within the horizon
+``patterns``    the multi-metric patterns of ``rules/detection.yml``
+``iforest``     an IsolationForest over the vector of baseline surprises (needs a trained model)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from orchestrator.core.detect.combiner import Candidate
+from orchestrator.core.detect.forecast import exhaustion_score, time_to_exhaustion
+from orchestrator.core.detect.iforest import ForestModel, features
+from orchestrator.core.detect.patterns import pattern_holds
+from orchestrator.core.detect.rules import DetectionDefaults, DetectionRules
+from orchestrator.core.detect.stream import BaselineParams, BaselineState
+from orchestrator.core.detect.thresholds import ThresholdClock
+
+DETECTORS = ("thresholds", "baseline", "forecast", "patterns", "iforest")
+LEARNED = ("baseline", "forecast", "patterns", "iforest")
+FILL_RATE_S = 1800.0  # derived fill rates look back this far
+
+
+@dataclass
+class _Ring:
+    """The last ``size`` samples of one signal for every host (for trends and fill rates)."""
+
+    hosts: int
+    size: int
+    times: np.ndarray = field(init=False)
+    values: np.ndarray = field(init=False)
+    filled: int = 0
+
+    def __post_init__(self) -> None:
+        self.times = np.full(self.size, np.nan)
+        self.values = np.full((self.hosts, self.size), np.nan)
+
+    def push(self, t: float, x: np.ndarray) -> None:
+        i = self.filled % self.size
+        self.times[i] = t
+        self.values[:, i] = x
+        self.filled += 1
+
+    def ordered(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.filled <= self.size:
+            return self.times[: self.filled], self.values[:, : self.filled]
+        i = self.filled % self.size
+        order = np.r_[i:self.size, 0:i]
+        return self.times[order], self.values[:, order]
+
+    def back(self, seconds: float, now: float) -> np.ndarray | None:
+        """Values at the newest sample at least ``seconds`` old, or None."""
+        old = np.nonzero(self.times <= now - seconds)[0]
+        if not len(old):
+            return None
+        return self.values[:, old[np.argmax(self.times[old])]]
+
+
+class FleetDetector:
+    """Detection state for a fixed list of hosts; one ``step`` per sweep."""
+
+    def __init__(self, rules: DetectionRules, hosts: Sequence[str],
+                 params: BaselineParams | None = None,
+                 detectors: Iterable[str] = DETECTORS, step_s: float = 60.0) -> None:
+        self.rules = rules
+        self.hosts = tuple(hosts)
+        self.detectors = tuple(detectors)
+        unknown = set(self.detectors) - set(DETECTORS)
+        if unknown:
+            raise ValueError(f"unknown detectors {sorted(unknown)}; use {DETECTORS}")
+        n = len(self.hosts)
+        self.params = params or BaselineParams.from_mapping(dict(rules.defaults.baseline))
+        self.signals = rules.all_signals
+        self.baselines = {s: BaselineState.new(n, self.params) for s in self.signals}
+        self.clock = ThresholdClock(n)
+        self.runs = {s: np.zeros(n, dtype=np.int64) for s in self.signals}
+        self.pattern_runs = {p: np.zeros(n, dtype=np.int64) for p in rules.patterns}
+        self.forest_runs = np.zeros(n, dtype=np.int64)
+        window = int(rules.defaults.forecast.window_s // step_s) + 2
+        rate_window = int(FILL_RATE_S // step_s) + 2
+        self.rings = {s: _Ring(n, window) for s, r in rules.signals.items() if r.exhaustion}
+        for d in rules.derived.values():
+            self.rings.setdefault(d.source, _Ring(n, rate_window))
+        self.forest: ForestModel | None = None
+        self.last_t: float | None = None
+        self.derive_last: dict[str, np.ndarray] = {}
+
+    @property
+    def defaults(self) -> DetectionDefaults:
+        return self.rules.defaults
+
+    def derive(self, t: float, values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The queried signals plus the derived ones (fill rates); updates the rings."""
+        n = len(self.hosts)
+        out = {s: np.asarray(values.get(s, np.full(n, np.nan)), dtype=float)
+               for s in self.rules.signals}
+        for s, ring in self.rings.items():
+            ring.push(t, out[s])
+        for name, d in self.rules.derived.items():
+            old = self.rings[d.source].back(FILL_RATE_S, t)
+            if old is None:
+                out[name] = np.full(n, np.nan)
+            else:
+                out[name] = (old - out[d.source]) * 3600.0 / FILL_RATE_S
+        return out
+
+    def step(self, t: float, values: Mapping[str, np.ndarray],
+             collect: list[np.ndarray] | None = None) -> list[Candidate]:
+        """Judge the newest values (signal -> array over hosts, NaN = missing) at ``t``.
+
+        ``collect`` (training) receives this sweep's forest feature rows (hosts x features).
+        """
+        self.last_t = t
+        d = self.defaults
+        vals = self.derive(t, values)
+        self.derive_last = vals
+        out: list[Candidate] = []
+        z: dict[str, np.ndarray] = {}
+        seasonal: dict[str, np.ndarray] = {}
+        harmful: list[np.ndarray] = []
+        for s in self.signals:
+            step = self.baselines[s].step(t, vals[s])
+            z[s] = step.z
+            seasonal[s] = step.seasonal
+            hz = step.z if self.rules.harmful(s) == "up" else -step.z
+            harmful.append(hz)
+            bad = (hz >= self.params.min_surprise) & ~step.seasonal
+            self.runs[s] = np.where(bad, self.runs[s] + 1, 0)
+            if "baseline" in self.detectors:
+                for i in np.nonzero(self.runs[s] >= d.confirm_points)[0]:
+                    score = float(min(0.95, 0.5 + 0.02 * (hz[i] - self.params.min_surprise)))
+                    out.append(Candidate(self.hosts[i], s, "baseline", t, score, float(vals[s][i]),
+                                         f"{s}={vals[s][i]:.4g} is {hz[i]:.1f} scales from its "
+                                         f"learned normal for this hour, for "
+                                         f"{int(self.runs[s][i])} sweeps"))
+        if "thresholds" in self.detectors:
+            for s, rule in self.rules.signals.items():
+                for i in np.nonzero(self.clock.step(rule, t, vals[s]))[0]:
+                    out.append(Candidate(self.hosts[i], s, "thresholds", t, 0.9,
+                                         float(vals[s][i]), f"{s}={vals[s][i]:.4g} "
+                                         f"{rule.threshold} for {rule.for_s:g}s"))
+        if "forecast" in self.detectors:
+            for s, ring in self.rings.items():
+                if not self.rules.signals[s].exhaustion:
+                    continue
+                times, window = ring.ordered()
+                tte = time_to_exhaustion(times, window, t, d.forecast)
+                urgency = exhaustion_score(tte, d.forecast.horizon_s)
+                for i in np.nonzero(urgency > 0)[0]:
+                    out.append(Candidate(self.hosts[i], s, "forecast", t, float(urgency[i]),
+                                         float(vals[s][i]), f"{s} runs out in "
+                                         f"{tte[i] / 3600:.1f} h at the trend of the last "
+                                         f"{d.forecast.window_s / 3600:g} h"))
+        if "patterns" in self.detectors:
+            for name, pattern in self.rules.patterns.items():
+                holds = pattern_holds(pattern, vals, z, d.pattern_z, seasonal)
+                self.pattern_runs[name] = np.where(holds, self.pattern_runs[name] + 1, 0)
+                for i in np.nonzero(self.pattern_runs[name] >= pattern.for_points)[0]:
+                    shown = ", ".join(f"{c.signal}={vals[c.signal][i]:.3g}" for c in pattern.when)
+                    out.append(Candidate(self.hosts[i], name, "patterns", t, 0.8, None,
+                                         f"{pattern.description} ({shown})"))
+        if "iforest" in self.detectors or collect is not None:
+            rows = features(np.column_stack(harmful), t)
+            if collect is not None:
+                collect.append(rows)
+            if self.forest is not None and "iforest" in self.detectors:
+                out.extend(self.forest_candidates(t, rows, self.forest.score(rows), vals))
+        return out
+
+    def forest_candidates(self, t: float, rows: np.ndarray, score: np.ndarray,
+                          values: Mapping[str, np.ndarray]) -> list[Candidate]:
+        """Candidates from forest scores of one sweep's rows (scored here or in a batch)."""
+        out: list[Candidate] = []
+        self.forest_runs = np.where(score > 0.5, self.forest_runs + 1, 0)
+        for i in np.nonzero(self.forest_runs >= self.defaults.confirm_points)[0]:
+            top = np.argsort(-np.abs(rows[i, : len(self.signals)]))[:3]
+            subject = self.signals[int(top[0])]
+            shown = ", ".join(f"{self.signals[j]} {rows[i, j]:+.1f}" for j in top)
+            out.append(Candidate(self.hosts[i], subject, "iforest", t, float(score[i]),
+                                 float(values[subject][i]), "isolated among this group's normal "
+                                 f"vectors (surprise in scales: {shown})"))
+        return out

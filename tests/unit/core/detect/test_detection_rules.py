@@ -1,0 +1,51 @@
+"""rules/detection.yml parsing: frozen records, errors that name file, line and fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.config import PROJECT_ROOT
+from orchestrator.core.detect.rules import parse_detection
+from orchestrator.errors import RulesError
+
+TEXT = (PROJECT_ROOT / "rules" / "detection.yml").read_text()
+
+
+def test_project_file_parses_with_the_seed_patterns() -> None:
+    rules = parse_detection(TEXT, "rules/detection.yml")
+    assert {"cpu", "memory_available", "disk_available", "network_in"} <= set(rules.signals)
+    assert set(rules.patterns) == {"possible_ddos", "leak_and_write_amplification",
+                                   "runaway_and_log_explosion"}
+    assert rules.signals["memory_available"].exhaustion
+    assert rules.harmful("memory_available") == "down"
+    assert "disk_fill_rate" in rules.all_signals
+
+
+def test_unknown_signal_in_a_pattern_names_the_line() -> None:
+    text = """signals:
+  cpu: {promql: x, harmful: up}
+patterns:
+  p:
+    description: d
+    when:
+      cpu: high
+      nope: low
+"""
+    with pytest.raises(RulesError, match=r"det.yml:8: patterns.p.when.nope: unknown signal"):
+        parse_detection(text, "det.yml")
+
+
+def test_bad_threshold_and_unknown_key_are_explained() -> None:
+    with pytest.raises(RulesError, match=r"d.yml:3: .*comparison"):
+        parse_detection("signals:\n  cpu:\n    threshold: 'very high'\n    promql: x\n"
+                        "    harmful: up\n", "d.yml")
+    with pytest.raises(RulesError, match="unknown key"):
+        parse_detection("signals:\n  cpu: {promql: x, harmful: up, colour: red}\n", "d.yml")
+
+
+def test_bad_yaml_and_bad_condition() -> None:
+    with pytest.raises(RulesError, match="not valid YAML"):
+        parse_detection("signals: [", "d.yml")
+    with pytest.raises(RulesError, match="is not a condition"):
+        parse_detection("signals:\n  cpu: {promql: x, harmful: up}\npatterns:\n  p:\n"
+                        "    description: d\n    when: {cpu: sideways}\n", "d.yml")

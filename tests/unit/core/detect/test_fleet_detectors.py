@@ -1,0 +1,78 @@
+"""Forecast, patterns, combiner and the fleet detector on small, exact inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from orchestrator.config import PROJECT_ROOT
+from orchestrator.core.detect import Candidate, FleetDetector, combine, parse_detection
+from orchestrator.core.detect.forecast import time_to_exhaustion
+from orchestrator.core.detect.patterns import pattern_holds
+from orchestrator.core.detect.rules import CombinerParams, ForecastParams
+from orchestrator.models import Health
+
+RULES = parse_detection((PROJECT_ROOT / "rules" / "detection.yml").read_text())
+
+
+def test_time_to_exhaustion_of_a_steady_decline() -> None:
+    t = np.arange(0, 6 * 3600 + 1, 60.0)
+    declining = 0.5 - 0.01 * t / 3600  # 1 % per hour
+    flat = np.full(len(t), 0.5)
+    tte = time_to_exhaustion(t, np.vstack([declining, flat]), float(t[-1]), ForecastParams())
+    assert tte[0] == pytest.approx(0.44 / 0.01 * 3600, rel=0.02)
+    assert np.isinf(tte[1])
+
+
+def test_a_short_dip_is_not_a_trend() -> None:
+    t = np.arange(0, 6 * 3600 + 1, 60.0)
+    v = np.full(len(t), 0.5)
+    v[-30:] -= 0.05  # a 30-minute backup archive at the end of the window
+    assert np.isinf(time_to_exhaustion(t, v[None, :], float(t[-1]))[0])
+
+
+def test_ddos_pattern_needs_all_conditions() -> None:
+    pattern = RULES.patterns["possible_ddos"]
+    values = {"cpu": np.array([0.9, 0.9]), "memory_available": np.array([0.6, 0.6]),
+              "network_in": np.array([1e9, 1e9])}
+    z = {"cpu": np.array([5.0, 5.0]), "memory_available": np.array([0.0, 0.0]),
+         "network_in": np.array([8.0, 1.0])}
+    assert pattern_holds(pattern, values, z, 3.0).tolist() == [True, False]
+    seasonal = {k: np.array([True, False]) for k in z}
+    assert pattern_holds(pattern, values, z, 3.0, seasonal).tolist() == [False, False]
+
+
+def test_combiner_merges_scores_and_deduplicates() -> None:
+    c = [Candidate("h1", "cpu", "baseline", 100.0, 0.5, 0.9, "z=5"),
+         Candidate("h1", "cpu", "thresholds", 100.0, 0.5, 0.9, "cpu > 0.9"),
+         Candidate("h2", "cpu", "baseline", 100.0, 0.2)]
+    found, raised = combine(c, CombinerParams(min_confidence=0.5, dedup_s=600))
+    assert len(found) == 1
+    f = found[0]
+    assert f.host == "h1" and f.health is Health.FIRING and f.confidence == pytest.approx(0.75)
+    assert f.source == "detect:baseline+thresholds" and len(f.evidence) == 2
+    again, _ = combine(c[:1], CombinerParams(dedup_s=600), raised)
+    assert again == ()
+    later, _ = combine([Candidate("h1", "cpu", "baseline", 800.0, 0.9)],
+                       CombinerParams(dedup_s=600), raised)
+    assert len(later) == 1
+
+
+def test_fleet_detector_finds_a_cpu_runaway_on_one_host_only() -> None:
+    hosts = ["a", "b", "c"]
+    fd = FleetDetector(RULES, hosts, detectors=("baseline", "thresholds"))
+    rng = np.random.default_rng(0)
+    found = []
+    for k in range(600):
+        cpu = 0.2 + rng.normal(0, 0.02, 3)
+        if k >= 550:
+            cpu[1] = 0.99
+        vals = {"cpu": cpu, "memory_available": np.full(3, 0.6), "up": np.ones(3)}
+        found += fd.step(60.0 * k, vals)
+    assert {c.host for c in found} == {"b"}
+    assert {c.detector for c in found} == {"baseline", "thresholds"}
+
+
+def test_unknown_detector_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown detectors"):
+        FleetDetector(RULES, ["a"], detectors=("magic",))
