@@ -9,8 +9,9 @@ died is re-verified, never run twice.
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 from orchestrator.core.diagnose import HostVerdict, diagnose
 from orchestrator.core.lifecycle import advance
 from orchestrator.core.plan import build_plan, first_remediation
-from orchestrator.core.policy import PolicyState, decide
+from orchestrator.core.policy import PastRun, PolicyState, decide
 from orchestrator.errors import PermanentError, SourceUnavailable
 from orchestrator.execute.inventory import Inventory
 from orchestrator.execute.runner import AnsibleExecutor
@@ -102,8 +103,8 @@ class Controller:
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     verify_poll_s: float = 0.25
-    history_window_s: float = 86400.0
     _running: int = field(default=0, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     # -- observe + diagnose --------------------------------------------------------------------
     def look(self) -> tuple[list[HostVerdict], tuple[str, ...], str | None]:
@@ -124,15 +125,15 @@ class Controller:
         started = self.clock()
         verdicts, refused, error = self.look()
         actions: list[Action] = []
-        if error is None and not dry_run:
-            self._settle(verdicts)
         runnable: list[tuple[Incident | None, Plan]] = []
-        broken = sum(1 for v in verdicts if v.diagnoses)
         if error is None:
+            if not dry_run:
+                self._settle(verdicts)
+            broken = sum(1 for v in verdicts if v.health is not Health.HEALTHY)
             for verdict in verdicts:
                 for diagnosis in verdict.diagnoses:
                     action, todo = self._admit(diagnosis, broken, len(verdicts), dry_run,
-                                               len(runnable))
+                                               runnable)
                     if todo is not None:
                         runnable.append(todo)
                     elif action is not None:
@@ -146,51 +147,65 @@ class Controller:
                            error, dry_run)
 
     def _settle(self, verdicts: list[HostVerdict]) -> None:
-        """Close what cleared, re-verify what a dead controller left mid-way."""
-        firing = {(d.host, d.fault) for v in verdicts for d in v.diagnoses}
-        healthy_hosts = {v.host for v in verdicts if v.health is Health.HEALTHY}
+        """Close what cleared, re-verify what a dead controller left mid-way.
+
+        "Cleared" means the fault's own signals are known and healthy on its host; unknown
+        data settles nothing and waits for the next sweep.
+        """
+        by_host = {v.host: v for v in verdicts}
         now = self.clock()
         for incident in self.store.active():
-            key = (incident.host, incident.fault)
-            cleared = key not in firing and incident.host in healthy_hosts
-            if incident.state is S.ESCALATED:
-                if cleared:
+            verdict = by_host.get(incident.host)
+            fault = self.rules.faults.faults.get(incident.fault)
+            if verdict is None or fault is None:
+                continue  # host left the inventory or the fault left the rules: leave it be
+            cleared = verdict.cleared(fault)
+            firing = any(d.fault == incident.fault for d in verdict.diagnoses)
+            if incident.state.is_terminal:
+                if cleared:  # escalated, rolled back or suppressed: the fault is gone now
                     self.store.mark_cleared(incident, now)
-            elif incident.state in (S.REMEDIATING, S.VERIFYING):
-                after = advance(incident, S.VERIFYING, now) if incident.state is S.REMEDIATING \
-                    else incident
-                if after is not incident:
-                    self.store.save_transition(incident, after, "controller restarted mid-run")
-                end = S.RESOLVED if cleared else S.ESCALATED
+            elif incident.state in (S.REMEDIATING, S.VERIFYING) and (cleared or firing):
+                after = incident
+                if incident.state is S.REMEDIATING:
+                    after = self._move(incident, S.VERIFYING, "controller restarted mid-run")
                 note = ("found healthy after a controller restart" if cleared else
                         "controller stopped mid-remediation and the fault remains: not acting "
                         "twice")
-                self.store.save_transition(after, advance(
-                    after, end, now, resolved_at=now if cleared else None), note)
+                self._move(after, S.RESOLVED if cleared else S.ESCALATED, note,
+                           resolved_at=now if cleared else None)
             elif cleared and incident.state in (S.AWAITING_APPROVAL, S.PLANNED, S.DETECTED,
                                                 S.DIAGNOSED):
                 target = S.RESOLVED if incident.state in (S.PLANNED, S.AWAITING_APPROVAL) \
                     else S.SUPPRESSED
-                self.store.save_transition(incident, advance(incident, target, now,
-                                                             resolved_at=now),
-                                           "fault cleared before any action")
+                self._move(incident, target, "fault cleared before any action", resolved_at=now)
 
     def _admit(self, d: Diagnosis, broken: int, fleet: int, dry_run: bool,
-               queued: int) -> tuple[Action | None, tuple[Incident | None, Plan] | None]:
-        """Open or find the incident, plan, and ask the guardrails."""
+               queued: list[tuple[Incident | None, Plan]]
+               ) -> tuple[Action | None, tuple[Incident | None, Plan] | None]:
+        """Open, find or resume the incident, plan, and ask the guardrails."""
         now = self.clock()
         existing = None if dry_run else next(
             (i for i in self.store.active() if (i.host, i.fault) == (d.host, d.fault)), None)
-        if existing is not None and not (existing.state is S.AWAITING_APPROVAL
-                                         and existing.detail.get("approved_by")):
-            return Action(d.host, d.fault, "open", existing.state.value, existing.remediation,
-                          existing.id, (f"incident {existing.id} is {existing.state.value}",),
-                          existing.detected_at), None
+        approved = False
+        if existing is not None:
+            if existing.state is S.SUPPRESSED:
+                # suppressed by a maintenance window: look again once it may have ended
+                if self._suppressed_still(existing, d, now):
+                    return self._open_action(existing), None
+                self.store.mark_cleared(existing, now)
+                existing = None
+            elif existing.state is S.AWAITING_APPROVAL:
+                approved = self._approval_valid(existing, now)
+                if not approved:
+                    return self._open_action(existing), None
+            elif existing.state not in (S.DETECTED, S.DIAGNOSED, S.PLANNED):
+                return self._open_action(existing), None  # in hand, or a human's now
         entry = first_remediation(d, self.rules.catalog)
         incident = existing
         if incident is None and not dry_run:
             incident = self.store.open_incident(d.host, d.fault, now, {
                 "evidence": list(d.evidence), "confidence": d.confidence})
+        if incident is not None and incident.state is S.DETECTED:
             incident = self._move(incident, S.DIAGNOSED, f"diagnosed by {d.diagnosed_by}")
         if entry is None:
             return self._stop(incident, d, S.ESCALATED, "refuse",
@@ -200,25 +215,52 @@ class Controller:
         except PermanentError as exc:
             log.warning("plan refused", extra={"host": d.host, "reason": str(exc)})
             return self._stop(incident, d, S.ESCALATED, "refuse", (str(exc),), entry.name), None
+        if approved and incident is not None and dict(plan.params) != dict(
+                incident.detail.get("params", {})):
+            return self._stop(incident, d, S.ESCALATED, "refuse", (
+                "the plan's parameters changed since it was approved; not running it",),
+                entry.name), None
         if incident is not None and incident.state is S.DIAGNOSED:
             incident = self._move(incident, S.PLANNED, f"plan: {entry.name}",
                                   remediation=entry.name,
                                   detail={**incident.detail, "params": dict(plan.params)})
-        if incident is not None and incident.state is S.AWAITING_APPROVAL:
-            return None, (incident, plan)  # approved by a human: run it
-        state = PolicyState(now=now, fleet_size=fleet, firing_hosts=broken,
-                            running=self._running + queued,
-                            history=self.store.history(now - self.history_window_s))
-        decision = decide(plan, self.rules.policy, state, dry_run)
+        pending = [PastRun(p.targets[0], p.remediation, now, False) for _, p in queued]
+        state = PolicyState(now=now, fleet_size=fleet, broken_hosts=broken,
+                            running=self._running + len(queued),
+                            history=self.store.history(now - self.history_window()),
+                            pending=pending)
+        decision = decide(plan, self.rules.policy, state, dry_run, approved=approved)
         if decision.verdict in (Verdict.RUN, Verdict.DRY_RUN):
             return None, (incident, plan)
         if decision.verdict is Verdict.DEFER:
             return Action(d.host, d.fault, decision.verdict.value, S.PLANNED.value, entry.name,
                           incident.id if incident else None, decision.reasons), None
+        if approved and decision.verdict is Verdict.SUPPRESS:
+            return self._open_action(incident), None  # keep the approval for after the window
         end = {Verdict.ASK: S.AWAITING_APPROVAL, Verdict.SUPPRESS: S.SUPPRESSED}.get(
             decision.verdict, S.ESCALATED)
         return self._stop(incident, d, end, decision.verdict.value, decision.reasons,
                           entry.name), None
+
+    def _open_action(self, incident: Incident | None) -> Action:
+        assert incident is not None
+        return Action(incident.host, incident.fault, "open", incident.state.value,
+                      incident.remediation, incident.id,
+                      (f"incident {incident.id} is {incident.state.value}",),
+                      incident.detected_at)
+
+    def _approval_valid(self, incident: Incident, now: float) -> bool:
+        approved_at = incident.detail.get("approved_at")
+        return bool(incident.detail.get("approved_by")) and approved_at is not None and (
+            now - float(approved_at) < self.rules.policy.approval_ttl_s)
+
+    def _suppressed_still(self, incident: Incident, d: Diagnosis, now: float) -> bool:
+        return any(w.covers(d.host, now) for w in self.rules.policy.maintenance_windows)
+
+    def history_window(self) -> float:
+        longest = max((e.cooldown_s for e in self.rules.catalog.remediations.values()),
+                      default=0.0)
+        return self.rules.policy.history_window_s(longest)
 
     def _stop(self, incident: Incident | None, d: Diagnosis, state: S, verdict: str,
               reasons: tuple[str, ...], remediation: str | None = None) -> Action:
@@ -237,20 +279,39 @@ class Controller:
 
     # -- execute + verify ----------------------------------------------------------------------
     def _dry_run(self, incident: Incident | None, plan: Plan) -> Action:
-        outcome = self.executor.run(plan, "remediate", check=True)
         host = plan.targets[0]
+        try:
+            outcome = self.executor.run(plan, "remediate", check=True)
+        except Exception as exc:  # report it with the others
+            log.exception("check mode run failed", extra={"host": host})
+            return Action(host, plan.fault, "failed", "check_failed", plan.remediation, None,
+                          (f"{type(exc).__name__}: {str(exc)[:300]}",))
         return Action(host, plan.fault, Verdict.DRY_RUN.value,
                       "would_remediate" if outcome.status is OutcomeStatus.SUCCEEDED
                       else "check_failed", plan.remediation, None,
                       (f"check mode: {outcome.status.value}", *outcome.messages))
 
     def _remediate(self, incident: Incident | None, plan: Plan) -> Action:
+        """Heal one incident; any error escalates it instead of ending the sweep."""
         assert incident is not None
-        self._running += 1
+        with self._lock:
+            self._running += 1
         try:
             return self._heal(incident, plan)
+        except Exception as exc:  # one failed fix must not lose the others or the record
+            log.exception("remediation failed", extra={"incident": incident.id})
+            return self._fail(incident, plan, f"{type(exc).__name__}: {str(exc)[:300]}")
         finally:
-            self._running -= 1
+            with self._lock:
+                self._running -= 1
+
+    def _fail(self, incident: Incident, plan: Plan, error: str) -> Action:
+        current = self.store.get(incident.id) or incident
+        note = f"selfheal error, escalated: {error}"
+        if not current.state.is_terminal:
+            self._move(current, S.ESCALATED, note)
+        return Action(incident.host, incident.fault, "failed", S.ESCALATED.value,
+                      plan.remediation, incident.id, (note,), incident.detected_at)
 
     def _heal(self, incident: Incident, plan: Plan) -> Action:
         host = plan.targets[0]
@@ -298,7 +359,8 @@ class Controller:
             except SourceUnavailable:
                 obs = None
             if obs is not None:
-                mine: list[Finding] = [f for f in obs.findings if f.host == host]
+                mine: list[Finding] = [f for f in obs.findings if f.host == host
+                                       and _same_series(f.labels, plan.labels)]
                 fresh = [f for f in mine if f.observed_at > outcome.finished_at]
                 if mine and len(fresh) == len(mine) and all(
                         f.health is Health.HEALTHY for f in fresh):
@@ -320,3 +382,7 @@ class Controller:
                       incident.detected_at, incident.remediation_started_at,
                       incident.remediation_finished_at, incident.resolved_at)
 
+
+def _same_series(labels: Mapping[str, str], target: Mapping[str, str]) -> bool:
+    """The series names the same scrape target (and unit) as the one the plan fixes."""
+    return all(labels.get(k) == target[k] for k in ("instance", "job", "unit") if k in target)

@@ -79,6 +79,7 @@ class Plan:
     cooldown_s: float
     check_first: bool
     verify_signal: str
+    labels: Mapping[str, str] = field(default_factory=lambda: _frozen(None))
 
 
 class Verdict(StrEnum):

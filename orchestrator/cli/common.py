@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
@@ -73,6 +74,16 @@ def handle_errors(fn: F) -> F:
                 emit_json({"error": type(exc).__name__, "message": str(exc)})
             else:
                 err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(ERROR) from exc
+        except (typer.Exit, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # a bug or an environment failure: still exit 2, never 1
+            logging.getLogger(fn.__module__).exception("unexpected error")
+            if kwargs.get("json_output"):
+                emit_json({"error": type(exc).__name__, "message": str(exc)})
+            else:
+                err_console.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc}",
+                                  highlight=False)
             raise typer.Exit(ERROR) from exc
 
     return wrapper  # type: ignore[return-value]

@@ -46,8 +46,9 @@ def diagnose(host: str = typer.Argument(..., help="inventory host name"),
                           "reasons": [str(exc)]})
             continue
         now = time.time()
-        state = PolicyState(now, len(verdicts), sum(1 for v in verdicts if v.diagnoses), 0,
-                            controller.store.history(now - controller.history_window_s))
+        state = PolicyState(now, len(verdicts),
+                            sum(1 for v in verdicts if v.health is not Health.HEALTHY), 0,
+                            controller.store.history(now - controller.history_window()))
         decision = decide(plan, controller.rules.policy, state)
         plans.append({"fault": d.fault, "remediation": entry.name, "role": plan.role,
                       "params": dict(plan.params), "risk_tier": plan.risk_tier,

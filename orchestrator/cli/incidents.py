@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import typer
 
 from orchestrator.cli.common import (
@@ -78,12 +80,7 @@ def approve(incident_id: int = typer.Argument(...),
     incident = store.get(incident_id)
     if incident is None or incident.state is not IncidentState.AWAITING_APPROVAL:
         raise TargetError(f"incident {incident_id} is not awaiting approval")
-    from dataclasses import replace
-
-    store.save_transition(incident, replace(incident, detail={**incident.detail,
-                                                              "approved_by": by}))
-    store.audit("incident.approved", f"{incident.host}/{incident.fault}",
-                {"incident": incident_id, "by": by})
+    store.approve(incident, by, time.time())
     if json_output:
         emit_json({"incident": incident_id, "approved_by": by})
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 import time
@@ -11,10 +12,12 @@ import typer
 
 from orchestrator.cli.common import JSON_OPTION, OK, State, console, emit_json, handle_errors
 from orchestrator.cli.report import actions_table, hosts_table, sweep_json
+from orchestrator.errors import SelfhealError
 from orchestrator.store.lock import controller_lock
 from orchestrator.wiring import controller_for
 
 INVENTORY_REFRESH_S = 60.0
+log = logging.getLogger(__name__)
 
 
 @handle_errors
@@ -37,7 +40,12 @@ def sweep(
     with controller_lock(settings.state.dir):
         while True:
             if time.monotonic() - built > INVENTORY_REFRESH_S:  # hosts come and go
-                controller, built = controller_for(settings), time.monotonic()
+                try:
+                    controller, built = controller_for(settings), time.monotonic()
+                except SelfhealError as exc:  # keep sweeping with what we had; say so
+                    log.error("inventory or rules refresh failed; keeping the previous ones",
+                              extra={"error": str(exc)})
+                    built = time.monotonic()
             with console.status("sweeping the fleet", spinner="dots") if not json_output \
                     else nullcontext():
                 report = controller.sweep(dry_run=dry_run)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from orchestrator.core.faults import FaultRules
+from orchestrator.core.faults import Fault, FaultRules
 from orchestrator.models import Diagnosis, Finding, Health
 
 
@@ -23,6 +23,12 @@ class HostVerdict:
     health: Health
     diagnoses: tuple[Diagnosis, ...]
     notes: tuple[str, ...]
+    signals: Mapping[str, Health] = field(default_factory=dict)
+
+    def cleared(self, fault: Fault) -> bool:
+        """The fault's own signals are known and say it is gone (unknown is not cleared)."""
+        firing = [self.signals.get(s, Health.UNKNOWN) for s in fault.when_firing]
+        return all(h is Health.HEALTHY for h in firing)
 
 
 def _by_host(findings: Iterable[Finding]) -> Mapping[str, Mapping[str, list[Finding]]]:
@@ -67,13 +73,12 @@ def diagnose(findings: Iterable[Finding], rules: FaultRules,
                 host=host, fault=fault.name, confidence=min(f.confidence for f in lead),
                 evidence=evidence, remediations=fault.remediations, labels=lead[0].labels,
             ))
-        states = {s: _state(v) for s, v in signals.items()}
+        states = {s: _state(signals.get(s, [])) for s in rules.signals}
         if diagnoses:
             health = Health.FIRING
-        elif not signals or Health.UNKNOWN in states.values():
+        elif Health.UNKNOWN in states.values():
             health = Health.UNKNOWN
-            missing = sorted(s for s in rules.signals if states.get(s, Health.UNKNOWN)
-                             is Health.UNKNOWN)
+            missing = sorted(s for s, h in states.items() if h is Health.UNKNOWN)
             notes.append(f"no fresh data for {', '.join(missing)}")
         elif Health.FIRING in states.values():
             health = Health.FIRING
@@ -81,5 +86,5 @@ def diagnose(findings: Iterable[Finding], rules: FaultRules,
                          + ", ".join(s for s, h in states.items() if h is Health.FIRING))
         else:
             health = Health.HEALTHY
-        verdicts.append(HostVerdict(host, health, tuple(diagnoses), tuple(notes)))
+        verdicts.append(HostVerdict(host, health, tuple(diagnoses), tuple(notes), states))
     return verdicts

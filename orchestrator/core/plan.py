@@ -54,7 +54,7 @@ def build_plan(diagnosis: Diagnosis, remediation: Remediation,
         fault=diagnosis.fault, remediation=remediation.name, role=remediation.role,
         targets=targets, params=params, risk_tier=remediation.risk_tier,
         cooldown_s=remediation.cooldown_s, check_first=remediation.check_first,
-        verify_signal=remediation.verify.signal,
+        verify_signal=remediation.verify.signal, labels=diagnosis.labels,
     )
 
 

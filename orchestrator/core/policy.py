@@ -9,6 +9,7 @@ never run). Limits are enforced in every mode.
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from orchestrator.core.rulefile import load_with_lines, validate
 from orchestrator.models import Decision, Plan, Verdict
 
+_HH_MM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -48,6 +50,15 @@ class MaintenanceWindow(_Rule):
     start: time
     end: time
 
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _hh_mm(cls, v: object) -> time:
+        # YAML reads an unquoted 2:00 as the number 120; only quoted "HH:MM" (UTC) is accepted.
+        if not isinstance(v, str) or not _HH_MM.match(v):
+            raise ValueError(f'write the time as a quoted "HH:MM" in UTC, not {v!r}')
+        hours, minutes = v.split(":")
+        return time(int(hours), int(minutes))
+
     @field_validator("days")
     @classmethod
     def _days(cls, v: tuple[str, ...]) -> tuple[str, ...]:
@@ -75,6 +86,12 @@ class Policy(_Rule):
     circuit_breaker: CircuitBreaker = CircuitBreaker()
     maintenance_windows: tuple[MaintenanceWindow, ...] = ()
     approvers: tuple[str, ...] = ()
+    approval_ttl_s: float = Field(3600.0, gt=0, description="an approval older than this "
+                                  "no longer counts; the incident asks again")
+
+    def history_window_s(self, longest_cooldown_s: float) -> float:
+        """How far back the run history must reach for every window to be judged."""
+        return max(self.blast_radius.window_s, self.circuit_breaker.window_s, longest_cooldown_s)
 
 
 def parse_policy(text: str, filename: str = "policy.yml") -> Policy:
@@ -98,23 +115,32 @@ class PolicyState:
 
     now: float
     fleet_size: int
-    firing_hosts: int
+    broken_hosts: int  # hosts not known to be healthy: firing or unknown
     running: int
     history: Sequence[PastRun]
+    pending: Sequence[PastRun] = ()  # plans admitted earlier in this sweep
+
+    @property
+    def runs(self) -> list[PastRun]:
+        return [*self.history, *self.pending]
 
 
-def decide(plan: Plan, policy: Policy, state: PolicyState, dry_run: bool = False) -> Decision:
-    """The verdict for one plan, with every reason; refusals win over approval requests."""
+def decide(plan: Plan, policy: Policy, state: PolicyState, dry_run: bool = False,
+           approved: bool = False) -> Decision:
+    """The verdict for one plan, with every reason; refusals win over approval requests.
+
+    ``approved``: a human approved this plan; it skips only the approval step, not the limits.
+    """
     refuse: list[str] = []
     ask: list[str] = []
     suppress: list[str] = []
     if policy.mode == "disabled":
         refuse.append("policy mode is 'disabled': self-healing is off")
-    if state.fleet_size and state.firing_hosts / state.fleet_size > (
+    if state.fleet_size and state.broken_hosts / state.fleet_size > (
         policy.blast_radius.max_broken_fraction
     ):
         refuse.append(
-            f"{state.firing_hosts} of {state.fleet_size} hosts are broken, over "
+            f"{state.broken_hosts} of {state.fleet_size} hosts are broken or unknown, over "
             f"{policy.blast_radius.max_broken_fraction:.0%}: stop and page a human"
         )
     for window in policy.maintenance_windows:
@@ -122,12 +148,12 @@ def decide(plan: Plan, policy: Policy, state: PolicyState, dry_run: bool = False
             if window.covers(host, state.now):
                 suppress.append(f"{host} is in maintenance window '{window.name}'")
     for host in plan.targets:
-        last = max((r.started_at for r in state.history
+        last = max((r.started_at for r in state.runs
                     if r.host == host and r.remediation == plan.remediation), default=None)
         if last is not None and state.now - last < plan.cooldown_s:
             refuse.append(f"{plan.remediation} ran on {host} {state.now - last:.0f}s ago; "
                           f"cooldown is {plan.cooldown_s:.0f}s")
-    recent_hosts = {r.host for r in state.history
+    recent_hosts = {r.host for r in state.runs
                     if state.now - r.started_at < policy.blast_radius.window_s}
     if len(recent_hosts | set(plan.targets)) > policy.blast_radius.max_hosts:
         refuse.append(f"blast radius: {len(recent_hosts)} hosts remediated in the last "
@@ -137,7 +163,8 @@ def decide(plan: Plan, policy: Policy, state: PolicyState, dry_run: bool = False
     if failures >= policy.circuit_breaker.max_failures:
         refuse.append(f"circuit breaker open: {plan.remediation} failed {failures} times in "
                       f"{policy.circuit_breaker.window_s:.0f}s")
-    if plan.risk_tier >= 3 or (policy.mode == "strict" and plan.risk_tier >= 2):
+    if not approved and (plan.risk_tier >= 3 or (policy.mode == "strict"
+                                                 and plan.risk_tier >= 2)):
         ask.append(f"risk tier {plan.risk_tier} needs approval in {policy.mode} mode")
     if suppress:
         return Decision(Verdict.SUPPRESS, tuple(suppress + refuse))

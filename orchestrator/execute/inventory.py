@@ -96,6 +96,16 @@ def parse_inventory_json(data: Mapping[str, Any], source: Path, host_var: str) -
             log.warning("refused inventory host", extra={"host": name[:200]})
             continue
         hosts[name] = Host(name, address, prom, tuple(groups.get(name, ())))
+    by_address: dict[str, list[str]] = {}
+    for host in hosts.values():
+        by_address.setdefault(host.prometheus_host, []).append(host.name)
+    for address, names in by_address.items():
+        if len(names) > 1:  # whose series is whose? acting on a guess could fix the wrong host
+            for name in names:
+                del hosts[name]
+            refused.append(f"hosts {names} share the Prometheus address {address!r}; give each "
+                           f"its own {host_var} so their series can be told apart")
+            log.warning("refused hosts sharing an address", extra={"hosts": names})
     return Inventory(source, hosts, tuple(refused))
 
 

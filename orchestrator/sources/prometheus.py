@@ -136,14 +136,19 @@ class PrometheusSource:
                scraped: _Freshness, now: float) -> Finding:
         value = float(series["value"][1])
         sampled = scraped.last(metric.get("job", ""), metric.get(self.settings.instance_label, ""))
-        age = None if sampled is None else now - sampled
-        if age is not None and age > self.settings.max_staleness_s:
+        if sampled is None:
+            return Finding(host=host, signal=signal.name, health=Health.UNKNOWN, observed_at=now,
+                           value=value, source="prometheus", labels=metric,
+                           evidence=(f"{signal.name}: no scrape of this target in "
+                                     f"{FRESHNESS_QUERY}, so its age is unknown",))
+        age = now - sampled
+        if age > self.settings.max_staleness_s:
             return Finding(host=host, signal=signal.name, health=Health.UNKNOWN, observed_at=now,
                            value=value, source="prometheus", labels=metric,
                            evidence=(f"{signal.name}: last scrape {age:.0f}s ago, older than "
                                      f"{self.settings.max_staleness_s:.0f}s",))
         health = Health.FIRING if signal.fires(value) else Health.HEALTHY
-        return Finding(host=host, signal=signal.name, health=health, observed_at=sampled or now,
+        return Finding(host=host, signal=signal.name, health=health, observed_at=sampled,
                        value=value, source="prometheus", labels=metric,
                        evidence=(f"{signal.promql} = {value:g} ({signal.name} "
                                  f"{'fires' if health is Health.FIRING else 'ok'} "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, insert, select, update
@@ -37,13 +37,19 @@ class Store:
     def __init__(self, url: str, actor: str = "selfheal") -> None:
         self.engine: Engine = create_engine(url, future=True)
         if url.startswith("sqlite"):
+            # Every transaction takes SQLite's write lock up front (BEGIN IMMEDIATE), so two
+            # processes (a sweep and `incidents approve`) never both append audit record N.
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql(
+                "BEGIN IMMEDIATE"))
         schema.metadata.create_all(self.engine)
         self.actor = actor
 
     # -- audit -------------------------------------------------------------------------------
     def _append_audit(self, conn: Any, action: str, subject: str,
                       payload: Mapping[str, Any], at: float) -> None:
+        # PostgreSQL: lock the head row so concurrent appenders queue (SQLite: BEGIN IMMEDIATE)
+        conn.execute(select(schema.audit_head.c.id).with_for_update())
         last = conn.execute(select(schema.audit.c.seq, schema.audit.c.hash)
                             .order_by(schema.audit.c.seq.desc()).limit(1)).first()
         seq = (last.seq + 1) if last else 1
@@ -64,19 +70,23 @@ class Store:
         with self.engine.begin() as conn:
             self._append_audit(conn, action, subject, payload or {}, at or time.time())
 
-    def audit_records(self) -> Iterator[AuditRecord]:
+    def audit_records(self) -> list[AuditRecord]:
         with self.engine.connect() as conn:
-            for row in conn.execute(select(schema.audit).order_by(schema.audit.c.seq)):
-                yield AuditRecord(seq=row.seq, at=row.at, actor=row.actor, action=row.action,
-                                  subject=row.subject, payload=json.loads(row.payload),
-                                  prev_hash=row.prev_hash, hash=row.hash)
+            return self._records(conn)
+
+    @staticmethod
+    def _records(conn: Any) -> list[AuditRecord]:
+        return [AuditRecord(seq=row.seq, at=row.at, actor=row.actor, action=row.action,
+                            subject=row.subject, payload=json.loads(row.payload),
+                            prev_hash=row.prev_hash, hash=row.hash)
+                for row in conn.execute(select(schema.audit).order_by(schema.audit.c.seq))]
 
     def verify_audit(self) -> int:
         """Records checked; AuditChainError if any was edited, deleted or reordered."""
-        with self.engine.connect() as conn:
+        with self.engine.begin() as conn:  # head and records from one snapshot
             head = conn.execute(select(schema.audit_head)).first()
-        count = verify_chain(self.audit_records())
-        records = list(self.audit_records()) if head else []
+            records = self._records(conn)
+        count = verify_chain(records)
         if head is None:
             if count:
                 raise AuditChainError("audit head record is missing: the log was tampered with")
@@ -147,14 +157,30 @@ class Store:
             return [_row_to_incident(r) for r in conn.execute(query)]
 
     def active(self) -> list[Incident]:
-        """Open incidents plus escalated ones whose fault has not cleared yet."""
+        """Open incidents, plus ended ones (other than resolved) whose fault has not cleared:
+        an escalated, rolled-back or suppressed fault is not taken up again while it lasts."""
         open_states = [s.value for s in IncidentState if not s.is_terminal]
+        held = [IncidentState.ESCALATED.value, IncidentState.ROLLED_BACK.value,
+                IncidentState.SUPPRESSED.value]
         query = select(schema.incidents).where(
             (schema.incidents.c.state.in_(open_states))
-            | ((schema.incidents.c.state == IncidentState.ESCALATED.value)
-               & schema.incidents.c.cleared_at.is_(None)))
+            | (schema.incidents.c.state.in_(held) & schema.incidents.c.cleared_at.is_(None)))
         with self.engine.connect() as conn:
             return [_row_to_incident(r) for r in conn.execute(query)]
+
+    def approve(self, incident: Incident, by: str, now: float) -> None:
+        """Record a human's approval and its audit record in one transaction."""
+        detail = {**incident.detail, "approved_by": by, "approved_at": now}
+        with self.engine.begin() as conn:
+            changed = conn.execute(update(schema.incidents).where(
+                schema.incidents.c.id == incident.id,
+                schema.incidents.c.state == incident.state.value).values(detail=detail)).rowcount
+            if changed != 1:
+                from orchestrator.core.lifecycle import IllegalTransition
+
+                raise IllegalTransition(f"incident {incident.id} was changed by another writer")
+            self._append_audit(conn, "incident.approved", f"{incident.host}/{incident.fault}",
+                               {"incident": incident.id, "by": by}, now)
 
     def mark_cleared(self, incident: Incident, now: float) -> None:
         with self.engine.begin() as conn:

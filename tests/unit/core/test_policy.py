@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from orchestrator.core.policy import MaintenanceWindow, PastRun, Policy, PolicyState, decide
 from orchestrator.models import Plan, Verdict
 
@@ -16,8 +18,8 @@ def plan(host: str = "vps1", tier: int = 1, cooldown: float = 300) -> Plan:
 
 
 def state(history: tuple[PastRun, ...] = (), running: int = 0, firing: int = 1,
-          fleet: int = 10) -> PolicyState:
-    return PolicyState(NOW, fleet, firing, running, history)
+          fleet: int = 10, pending: tuple[PastRun, ...] = ()) -> PolicyState:
+    return PolicyState(NOW, fleet, firing, running, history, pending)
 
 
 def test_tier_1_runs() -> None:
@@ -85,3 +87,38 @@ def test_concurrency_defers_instead_of_refusing() -> None:
 
 def test_dry_run_verdict() -> None:
     assert decide(plan(), Policy(), state(), dry_run=True).verdict is Verdict.DRY_RUN
+
+
+def test_plans_admitted_earlier_in_the_sweep_count_for_blast_radius() -> None:
+    policy = Policy.model_validate({"blast_radius": {"max_hosts": 1}})
+    pending = (PastRun("vps1", "service_restart", NOW, False),)
+    d = decide(plan("vps2"), policy, state(pending=pending))
+    assert d.verdict is Verdict.REFUSE and "blast radius" in " ".join(d.reasons)
+    same_host = decide(plan("vps1"), Policy(), state(pending=pending))
+    assert "cooldown" in " ".join(same_host.reasons)
+
+
+def test_approval_skips_only_the_approval_step() -> None:
+    assert decide(plan(tier=3), Policy(), state(), approved=True).verdict is Verdict.RUN
+    d = decide(plan(tier=3), Policy(mode="disabled"), state(), approved=True)
+    assert d.verdict is Verdict.REFUSE
+
+
+def test_unknown_hosts_count_as_broken() -> None:
+    d = decide(plan(), Policy(), state(firing=8, fleet=10))
+    assert "broken or unknown" in d.reasons[0]
+
+
+@pytest.mark.parametrize("value", ["2:00", "24:00", "02:00+01:00", 120])
+def test_maintenance_times_must_be_quoted_hh_mm(value: object) -> None:
+    from orchestrator.core.policy import parse_policy
+    from orchestrator.errors import RulesError
+
+    text = ("maintenance_windows:\n  - name: w\n    hosts: ['*']\n"
+            f"    start: {value if isinstance(value, int) else repr(value)}\n    end: '04:00'\n")
+    with pytest.raises(RulesError, match=r'policy.yml:4: .*start: .*quoted "HH:MM"'):
+        parse_policy(text, "policy.yml")
+    unquoted = text.replace("'04:00'", "4:00").replace(
+        f"start: {value if isinstance(value, int) else repr(value)}", "start: '02:00'")
+    with pytest.raises(RulesError, match=r"policy.yml:5"):
+        parse_policy(unquoted, "policy.yml")

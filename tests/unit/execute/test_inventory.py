@@ -91,3 +91,12 @@ def test_example_inventory_maps_hosts_to_prometheus() -> None:
     assert inv.hosts["db-01.example.com"].groups == ("db",)
     settings = load_settings(PROJECT_ROOT / "inventories" / "example" / "selfheal.yml")
     assert settings.prometheus.max_staleness_s == 60
+
+
+def test_hosts_sharing_a_prometheus_address_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "hosts.ini"
+    path.write_text("a ansible_host=10.0.0.5 ansible_port=2201\n"
+                    "b ansible_host=10.0.0.5 ansible_port=2202\nc\n")
+    inv = load_inventory(path)
+    assert set(inv.hosts) == {"c"}
+    assert "share the Prometheus address '10.0.0.5'" in inv.refused[0]

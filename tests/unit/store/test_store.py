@@ -72,3 +72,24 @@ def test_audit_verify_fails_on_tampering(tmp_path: Path, sql: str, expected: str
     _tamper(db, sql)
     with pytest.raises(AuditChainError, match=expected):
         store.verify_audit()
+
+
+def test_concurrent_appends_keep_the_chain(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    other = Store(f"sqlite:///{tmp_path / 'state.db'}")  # a second writer, as a CLI would be
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        list(pool.map(lambda i: (store if i % 2 else other).audit("test", f"s{i}"), range(120)))
+    assert store.verify_audit() == 120
+
+
+def test_approval_is_recorded_with_its_audit_record(store: Store) -> None:
+    i = store.open_incident("vps1", "service_crash", 1.0)
+    for state in (S.DIAGNOSED, S.PLANNED, S.AWAITING_APPROVAL):
+        i = store.save_transition(i, advance(i, state, 2.0))
+    store.approve(i, "alice", 3.0)
+    got = store.get(i.id)
+    assert got is not None and got.detail["approved_by"] == "alice"
+    assert store.audit_records()[-1].action == "incident.approved"
+    assert store.verify_audit() == 5
