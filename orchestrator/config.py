@@ -66,6 +66,13 @@ class StateSettings(_Group):
 
     dir: Path = Field(default_factory=_default_state_dir)
     url: str | None = Field(None, description="SQLAlchemy URL; default SQLite under dir")
+    audit_key_file: Path | None = Field(
+        None, description="secret keying the audit chain; default dir/audit.key. Keep it where "
+        "whoever can write the database cannot read it")
+
+    @property
+    def audit_key_path(self) -> Path:
+        return self.audit_key_file or self.dir / "audit.key"
 
     @property
     def database_url(self) -> str:
@@ -116,7 +123,7 @@ def config_path(explicit: Path | None) -> Path | None:
 
 def _absolutise(data: dict[str, Any], base: Path) -> None:
     for group, key in (("inventory", "path"), ("ansible", "project_dir"), ("state", "dir"),
-                       ("rules", "dir")):
+                       ("state", "audit_key_file"), ("rules", "dir")):
         section = data.get(group)
         if isinstance(section, dict) and isinstance(section.get(key), str):
             p = Path(section[key]).expanduser()

@@ -11,6 +11,7 @@ from orchestrator.execute.inventory import Inventory, load_inventory
 from orchestrator.execute.runner import AnsibleExecutor
 from orchestrator.rules import Rules, load_rules
 from orchestrator.sources.prometheus import PrometheusSource, connect
+from orchestrator.store.audit import load_or_create_key
 from orchestrator.store.db import Store
 
 
@@ -24,7 +25,7 @@ def inventory_for(settings: Settings) -> Inventory:
 
 def store_for(settings: Settings) -> Store:
     settings.state.dir.mkdir(parents=True, exist_ok=True)
-    return Store(settings.state.database_url)
+    return Store(settings.state.database_url, load_or_create_key(settings.state.audit_key_path))
 
 
 def controller_for(settings: Settings, rules: Rules | None = None,

@@ -34,7 +34,7 @@ def _row_to_incident(row: Any) -> Incident:
 class Store:
     """All durable state behind one SQLAlchemy engine."""
 
-    def __init__(self, url: str, actor: str = "selfheal") -> None:
+    def __init__(self, url: str, audit_key: bytes, actor: str = "selfheal") -> None:
         self.engine: Engine = create_engine(url, future=True)
         if url.startswith("sqlite"):
             # Every transaction takes SQLite's write lock up front (BEGIN IMMEDIATE), so two
@@ -44,6 +44,7 @@ class Store:
                 "BEGIN IMMEDIATE"))
         schema.metadata.create_all(self.engine)
         self.actor = actor
+        self._key = audit_key
 
     # -- audit -------------------------------------------------------------------------------
     def _append_audit(self, conn: Any, action: str, subject: str,
@@ -55,7 +56,7 @@ class Store:
         seq = (last.seq + 1) if last else 1
         prev = last.hash if last else GENESIS
         body = canonical(payload)
-        digest = record_hash(seq, at, self.actor, action, subject, body, prev)
+        digest = record_hash(self._key, seq, at, self.actor, action, subject, body, prev)
         conn.execute(insert(schema.audit).values(
             seq=seq, at=at, actor=self.actor, action=action, subject=subject, payload=body,
             prev_hash=prev, hash=digest))
@@ -86,7 +87,7 @@ class Store:
         with self.engine.begin() as conn:  # head and records from one snapshot
             head = conn.execute(select(schema.audit_head)).first()
             records = self._records(conn)
-        count = verify_chain(records)
+        count = verify_chain(records, self._key)
         if head is None:
             if count:
                 raise AuditChainError("audit head record is missing: the log was tampered with")

@@ -26,6 +26,7 @@ from orchestrator.sources.prometheus import PrometheusSource, connect
 from orchestrator.store.db import Store
 from tests.integration.conftest import Exporter, RealPrometheus, free_port
 
+KEY = b"k" * 32
 pytestmark = pytest.mark.integration
 
 FAULTS = """
@@ -57,7 +58,7 @@ def world(tmp_path: Path, prometheus: RealPrometheus, exporter: Exporter) -> Con
     return Controller(rules=rules, inventory=inventory,
                       source=PrometheusSource(connect(settings), settings),
                       executor=AnsibleExecutor(AnsibleSettings(), inventory, tmp_path / "runs"),
-                      store=Store(f"sqlite:///{tmp_path / 'state.db'}"))
+                      store=Store(f"sqlite:///{tmp_path / 'state.db'}", KEY))
 
 
 def publish(exporter: Exporter, prometheus: RealPrometheus, host: int, unit: str,

@@ -27,6 +27,7 @@ from orchestrator.store.db import Store
 from tests.integration.conftest import Exporter, RealPrometheus
 from tests.integration.test_engine import FAULTS
 
+KEY = b"k" * 32
 pytestmark = pytest.mark.integration
 NET = "127.0.3"  # this module's hosts; other modules use other addresses
 
@@ -88,7 +89,7 @@ def build(tmp_path: Path, prometheus: RealPrometheus, exporter: Exporter,
         rules=rules, inventory=inventory,
         source=PrometheusSource(connect(settings), settings),
         executor=AnsibleExecutor(AnsibleSettings(), inventory, tmp_path / "runs", run_fn=fixer),
-        store=Store(f"sqlite:///{tmp_path / 'state.db'}"))
+        store=Store(f"sqlite:///{tmp_path / 'state.db'}", KEY))
     return controller, fixer
 
 

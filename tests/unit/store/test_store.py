@@ -10,12 +10,15 @@ import pytest
 from orchestrator.core.lifecycle import IllegalTransition, advance
 from orchestrator.errors import AuditChainError
 from orchestrator.models import IncidentState as S, Outcome, OutcomeStatus
+from orchestrator.store.audit import load_or_create_key
 from orchestrator.store.db import Store
+
+KEY = b"k" * 32
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
-    return Store(f"sqlite:///{tmp_path / 'state.db'}")
+    return Store(f"sqlite:///{tmp_path / 'state.db'}", KEY)
 
 
 def heal_one(store: Store) -> int:
@@ -66,7 +69,7 @@ def _tamper(path: Path, sql: str) -> None:
 ])
 def test_audit_verify_fails_on_tampering(tmp_path: Path, sql: str, expected: str) -> None:
     db = tmp_path / "state.db"
-    store = Store(f"sqlite:///{db}")
+    store = Store(f"sqlite:///{db}", KEY)
     heal_one(store)
     assert store.verify_audit() == 7
     _tamper(db, sql)
@@ -77,8 +80,8 @@ def test_audit_verify_fails_on_tampering(tmp_path: Path, sql: str, expected: str
 def test_concurrent_appends_keep_the_chain(tmp_path: Path) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
-    other = Store(f"sqlite:///{tmp_path / 'state.db'}")  # a second writer, as a CLI would be
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}", KEY)
+    other = Store(f"sqlite:///{tmp_path / 'state.db'}", KEY)  # a second writer, as a CLI would be
     with ThreadPoolExecutor(max_workers=6) as pool:
         list(pool.map(lambda i: (store if i % 2 else other).audit("test", f"s{i}"), range(120)))
     assert store.verify_audit() == 120
@@ -93,3 +96,30 @@ def test_approval_is_recorded_with_its_audit_record(store: Store) -> None:
     assert got is not None and got.detail["approved_by"] == "alice"
     assert store.audit_records()[-1].action == "incident.approved"
     assert store.verify_audit() == 5
+
+
+def test_recomputed_chain_without_the_key_is_caught(tmp_path: Path) -> None:
+    """Someone with write access to the database but not the key rewrites record 2 and
+    re-hashes the whole chain with a key of their own: verification still fails."""
+    db = tmp_path / "state.db"
+    store = Store(f"sqlite:///{db}", KEY)
+    heal_one(store)
+    forger = Store(f"sqlite:///{tmp_path / 'forged.db'}", b"x" * 32)
+    for r in store.audit_records():
+        forger.audit(r.action, r.subject if r.seq != 2 else "vps9/service_crash",
+                     r.payload, r.at)
+    _tamper(db, "DELETE FROM audit; DELETE FROM audit_head; ATTACH DATABASE "
+                f"'{tmp_path / 'forged.db'}' AS f; INSERT INTO audit SELECT * FROM f.audit; "
+                "INSERT INTO audit_head SELECT * FROM f.audit_head;")
+    with pytest.raises(AuditChainError, match=r"record 1 .* was edited"):
+        store.verify_audit()
+
+
+def test_key_file_is_created_private_and_reused(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "audit.key"
+    key = load_or_create_key(path)
+    assert len(key) == 64 and path.stat().st_mode & 0o777 == 0o600
+    assert load_or_create_key(path) == key
+    path.write_bytes(b"short")
+    with pytest.raises(AuditChainError, match="shorter than 32 bytes"):
+        load_or_create_key(path)
