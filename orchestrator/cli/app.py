@@ -13,6 +13,7 @@ import typer
 from orchestrator.cli import audit, incidents, lab
 from orchestrator.cli.common import State
 from orchestrator.cli.demo import demo
+from orchestrator.cli.detect import detect_csv
 from orchestrator.cli.diagnose import diagnose
 from orchestrator.cli.remediate import remediate
 from orchestrator.cli.sweep import sweep
@@ -52,6 +53,7 @@ app.command("sweep")(sweep)
 app.command("diagnose")(diagnose)
 app.command("remediate")(remediate)
 app.command("demo")(demo)
+app.command("detect-csv")(detect_csv)
 app.add_typer(incidents.app, name="incidents")
 app.add_typer(audit.app, name="audit")
 app.add_typer(lab.app, name="lab")
