@@ -20,8 +20,6 @@ import typer
 
 from orchestrator.cli.common import ERROR, JSON_OPTION, OK, emit_json, err_console
 
-app = typer.Typer(help="Offline anomaly detection on CSV files.")
-
 
 class CsvError(ValueError):
     """A CSV that cannot be scored; the message names the file, the place and the fix."""
@@ -121,5 +119,3 @@ def detect_csv(
                           f"anomalies -> {out}")
     raise typer.Exit(OK)
 
-
-app.command("detect-csv")(detect_csv)
