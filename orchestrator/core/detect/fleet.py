@@ -11,18 +11,28 @@ costs the same number of numpy calls as one host. Detectors:
 ``forecast``    time to exhaustion of the ``exhaustion: true`` signals within the horizon
 ``patterns``    the multi-metric patterns of ``rules/detection.yml``
 ``iforest``     an IsolationForest over the vector of baseline surprises (needs a trained model)
+
+Units: every count ``*_points`` (``confirm_points``, a pattern's ``for_points``, the baseline's
+``warmup_points``, ``quiet_points``, ``memory_points``) counts *points*, one sample per series at
+the detector's step ``step_s`` (60 s by default; ``baseline train --step``). The sweep feeds at most
+one point per step whatever ``sweep --every`` is (``orchestrator.detection``), so 10 confirmation
+points are 10 minutes; ``detect-csv`` and the NAB benchmark count rows, as NAB does. Times that
+are in seconds say so (``for_s``, ``window_s``, ``dedup_s``).
+
+``train_detector`` replays a history window (incident windows masked out) and fits the forest;
+``reindexed`` carries a trained detector over to another host list (new hosts start fresh).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
 from orchestrator.core.detect.combiner import Candidate
 from orchestrator.core.detect.forecast import exhaustion_score, time_to_exhaustion
-from orchestrator.core.detect.iforest import ForestModel, features
+from orchestrator.core.detect.iforest import ForestModel, features, fit_forest
 from orchestrator.core.detect.patterns import pattern_holds
 from orchestrator.core.detect.rules import DetectionDefaults, DetectionRules
 from orchestrator.core.detect.stream import BaselineParams, BaselineState
@@ -93,6 +103,7 @@ class FleetDetector:
         self.rings = {s: _Ring(n, window) for s, r in rules.signals.items() if r.exhaustion}
         for d in rules.derived.values():
             self.rings.setdefault(d.source, _Ring(n, rate_window))
+        self.step_s = step_s
         self.forest: ForestModel | None = None
         self.last_t: float | None = None
         self.derive_last: dict[str, np.ndarray] = {}
@@ -130,6 +141,7 @@ class FleetDetector:
         z: dict[str, np.ndarray] = {}
         seasonal: dict[str, np.ndarray] = {}
         harmful: list[np.ndarray] = []
+        minutes = d.confirm_points * self.step_s / 60.0
         for s in self.signals:
             step = self.baselines[s].step(t, vals[s])
             z[s] = step.z
@@ -144,7 +156,8 @@ class FleetDetector:
                     out.append(Candidate(self.hosts[i], s, "baseline", t, score, float(vals[s][i]),
                                          f"{s}={vals[s][i]:.4g} is {hz[i]:.1f} scales from its "
                                          f"learned normal for this hour, for "
-                                         f"{int(self.runs[s][i])} sweeps"))
+                                         f"{int(self.runs[s][i])} points (needs "
+                                         f"{d.confirm_points}, {minutes:g} min)"))
         if "thresholds" in self.detectors:
             for s, rule in self.rules.signals.items():
                 for i in np.nonzero(self.clock.step(rule, t, vals[s]))[0]:
@@ -172,7 +185,8 @@ class FleetDetector:
                     out.append(Candidate(self.hosts[i], name, "patterns", t, 0.8, None,
                                          f"{pattern.description} ({shown})"))
         if "iforest" in self.detectors or collect is not None:
-            rows = features(np.column_stack(harmful), t)
+            rows = features(np.column_stack(harmful),
+                            np.column_stack([seasonal[s] for s in self.signals]), t)
             if collect is not None:
                 collect.append(rows)
             if self.forest is not None and "iforest" in self.detectors:
@@ -192,3 +206,91 @@ class FleetDetector:
                                  float(values[subject][i]), "isolated among this group's normal "
                                  f"vectors (surprise in scales: {shown})"))
         return out
+
+    def reindexed(self, hosts: Sequence[str], source: Sequence[str | None] | None = None,
+                  rules: DetectionRules | None = None) -> FleetDetector:
+        """A copy for ``hosts`` whose host ``i`` carries the state of ``source[i]`` (a host of
+        this detector; default the same name). Hosts without a source start fresh (warm-up).
+
+        ``rules`` (same signals, e.g. edited thresholds or patterns) replaces this detector's.
+        """
+        if rules is not None and rules.all_signals != self.rules.all_signals:
+            raise ValueError("rules with other signals need a newly trained detector")
+        sources = list(hosts) if source is None else list(source)
+        if len(sources) != len(hosts):
+            raise ValueError("source must name one host (or None) per host")
+        where = {h: i for i, h in enumerate(self.hosts)}
+        index = np.array([where.get(h, -1) if h is not None else -1 for h in sources],
+                         dtype=np.int64)
+        out = FleetDetector(rules or self.rules, hosts, self.params, self.detectors, self.step_s)
+        have = index >= 0
+        src = index[have]
+
+        def carry(new: np.ndarray, old: np.ndarray) -> None:
+            new[have] = old[src]
+
+        for s, state in self.baselines.items():
+            if s not in out.baselines:
+                continue
+            fresh = out.baselines[s]
+            for f in fields(state):
+                old = getattr(state, f.name)
+                if f.name == "bins_at":
+                    fresh.bins_at = old.copy()
+                elif f.name == "visit":
+                    fresh.visit[:, have] = old[:, src]
+                elif isinstance(old, np.ndarray):
+                    carry(getattr(fresh, f.name), old)
+        for name, since in self.clock.since.items():
+            out.clock.since[name] = np.full(len(hosts), np.nan)
+            carry(out.clock.since[name], since)
+        for counters, new_counters in ((self.runs, out.runs),
+                                       (self.pattern_runs, out.pattern_runs)):
+            for key, arr in counters.items():
+                if key in new_counters:
+                    carry(new_counters[key], arr)
+        carry(out.forest_runs, self.forest_runs)
+        for s, ring in self.rings.items():
+            if s in out.rings and out.rings[s].size == ring.size:
+                new_ring = out.rings[s]
+                new_ring.times = ring.times.copy()
+                new_ring.filled = ring.filled
+                carry(new_ring.values, ring.values)
+        out.forest = self.forest
+        out.last_t = self.last_t
+        return out
+
+
+def train_detector(rules: DetectionRules, hosts: Sequence[str], times: np.ndarray,
+                   values: Mapping[str, np.ndarray], clean: np.ndarray | None = None,
+                   step_s: float = 60.0, forest: bool = True,
+                   progress: Callable[[int], None] | None = None) -> FleetDetector:
+    """Replay a history window (signal -> rows x hosts, NaN = missing) into a trained detector.
+
+    ``clean`` (rows x hosts, bool) marks the points outside incident windows; the others are
+    treated as missing, so neither the baselines nor the forest learn from a fault. The forest
+    (``forest=True``) is fitted on the rows after the baseline's warm-up of hosts that had data.
+    ``progress(row)`` is called after every row. scikit-learn is imported only for the forest.
+    """
+    fd = FleetDetector(rules, hosts, detectors=(), step_s=step_s)
+    n = len(fd.hosts)
+    rows: list[np.ndarray] = []
+    ids: list[np.ndarray] = []
+    for r, t in enumerate(np.asarray(times, dtype=float)):
+        ok = np.ones(n, dtype=bool) if clean is None else np.asarray(clean[r], dtype=bool)
+        vals = {s: np.where(ok, np.asarray(v[r], dtype=float), np.nan)
+                for s, v in values.items()}
+        seen = ok & np.any([~np.isnan(v) for v in vals.values()], axis=0) if vals else ok
+        collect: list[np.ndarray] = []
+        fd.step(float(t), vals, collect=collect if forest else None)
+        if forest and r >= fd.params.warmup_points and seen.any():
+            rows.append(collect[0][seen])
+            ids.append(np.nonzero(seen)[0])
+        if progress is not None:
+            progress(r)
+    if rows:
+        fd.forest = fit_forest(np.vstack(rows), rules.defaults.isolation_forest,
+                               series=np.concatenate(ids), confirm=rules.defaults.confirm_points)
+    fd.detectors = LEARNED if fd.forest is not None else tuple(
+        d for d in LEARNED if d != "iforest")
+    return fd
