@@ -20,6 +20,7 @@ from orchestrator.core.diagnose import HostVerdict, diagnose
 from orchestrator.core.lifecycle import advance
 from orchestrator.core.plan import build_plan, first_remediation
 from orchestrator.core.policy import PastRun, PolicyState, decide
+from orchestrator.detection import AnomalyReport, AnomalyWatch
 from orchestrator.errors import PermanentError, SourceUnavailable
 from orchestrator.execute.inventory import Inventory
 from orchestrator.execute.runner import AnsibleExecutor
@@ -72,6 +73,7 @@ class SweepReport:
     refused: tuple[str, ...] = ()
     source_error: str | None = None
     dry_run: bool = False
+    anomalies: AnomalyReport | None = None  # learned detectors: advisory, not acted on
 
     @property
     def exit_code(self) -> int:
@@ -103,6 +105,7 @@ class Controller:
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     verify_poll_s: float = 0.25
+    watch: AnomalyWatch | None = None
     _running: int = field(default=0, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
@@ -143,8 +146,25 @@ class Controller:
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 fn = self._dry_run if dry_run else self._remediate
                 actions.extend(pool.map(lambda t: fn(*t), runnable))
+        anomalies = self._detect(started) if error is None else None
         return SweepReport(started, self.clock(), tuple(verdicts), tuple(actions), refused,
-                           error, dry_run)
+                           error, dry_run, anomalies)
+
+    def _detect(self, now: float) -> AnomalyReport | None:
+        """Learned and fixed detectors over the fleet; their findings are reported for people
+        (a slow leak days ahead) and logged; faults.yml decides what is fixed."""
+        if self.watch is None:
+            return None
+        try:
+            report = self.watch.observe(now)
+        except SourceUnavailable as exc:
+            log.error("detection skipped: source unavailable", extra={"error": str(exc)})
+            return None
+        for finding in report.findings:
+            log.warning("anomaly", extra={"host": finding.host, "signal": finding.signal,
+                                          "confidence": round(finding.confidence, 2),
+                                          "evidence": list(finding.evidence)[:3]})
+        return report
 
     def _settle(self, verdicts: list[HostVerdict]) -> None:
         """Close what cleared, re-verify what a dead controller left mid-way.

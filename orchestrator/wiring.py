@@ -6,6 +6,7 @@ Called by the CLI commands, the lab demo and the benchmarks.
 from __future__ import annotations
 
 from orchestrator.config import Settings
+from orchestrator.detection import AnomalyWatch
 from orchestrator.engine import Controller
 from orchestrator.execute.inventory import Inventory, load_inventory
 from orchestrator.execute.runner import AnsibleExecutor
@@ -31,10 +32,15 @@ def store_for(settings: Settings) -> Store:
 def controller_for(settings: Settings, rules: Rules | None = None,
                    inventory: Inventory | None = None) -> Controller:
     inventory = inventory or inventory_for(settings)
+    query = connect(settings.prometheus)
+    watch = None
+    if (settings.rules.dir / "detection.yml").is_file():
+        watch = AnomalyWatch(settings, query, inventory.by_prometheus_host())
     return Controller(
         rules=rules or rules_for(settings),
         inventory=inventory,
-        source=PrometheusSource(connect(settings.prometheus), settings.prometheus),
+        source=PrometheusSource(query, settings.prometheus),
         executor=AnsibleExecutor(settings.ansible, inventory, settings.state.dir / "runs"),
         store=store_for(settings),
+        watch=watch,
     )

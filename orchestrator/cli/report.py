@@ -21,6 +21,13 @@ def sweep_json(report: SweepReport) -> dict[str, Any]:
         "hosts": [{"host": v.host, "health": v.health.value, "notes": list(v.notes),
                    "diagnoses": [to_jsonable(d) for d in v.diagnoses]} for v in report.verdicts],
         "actions": [to_jsonable(a) for a in report.actions],
+        "anomalies": None if report.anomalies is None else {
+            "model_status": report.anomalies.model_status,
+            "fallback": report.anomalies.fallback,
+            "findings": [to_jsonable(f) for f in report.anomalies.findings],
+            "unknown": [list(pair) for pair in report.anomalies.unknown],
+            "notes": list(report.anomalies.notes),
+        },
     }
 
 
@@ -42,6 +49,19 @@ def actions_table(report: SweepReport) -> Table:
     for a in report.actions:
         table.add_row(a.host, a.fault, a.remediation or "-", a.verdict, a.state,
                       str(a.incident_id or "-"), "; ".join(a.reasons)[:160])
+    return table
+
+
+def anomalies_table(report: SweepReport) -> Table | None:
+    if report.anomalies is None or not report.anomalies.findings:
+        return None
+    table = Table(title="anomalies (advisory; faults.yml decides what is fixed)",
+                  title_justify="left")
+    for col in ("host", "signal", "detector", "confidence", "evidence"):
+        table.add_column(col)
+    for f in report.anomalies.findings:
+        table.add_row(f.host, f.signal, f.source, f"{f.confidence:.2f}",
+                      "; ".join(f.evidence)[:120])
     return table
 
 

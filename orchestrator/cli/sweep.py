@@ -11,7 +11,7 @@ from contextlib import nullcontext
 import typer
 
 from orchestrator.cli.common import JSON_OPTION, OK, State, console, emit_json, handle_errors
-from orchestrator.cli.report import actions_table, hosts_table, sweep_json
+from orchestrator.cli.report import actions_table, anomalies_table, hosts_table, sweep_json
 from orchestrator.errors import SelfhealError
 from orchestrator.store.lock import controller_lock
 from orchestrator.wiring import controller_for
@@ -56,6 +56,12 @@ def sweep(
                 console.print(hosts_table(report))
                 if report.actions:
                     console.print(actions_table(report))
+                anomalies = anomalies_table(report)
+                if anomalies is not None:
+                    console.print(anomalies)
+                if report.anomalies is not None and report.anomalies.fallback:
+                    console.print(f"[yellow]detection:[/] {report.anomalies.model_status}",
+                                  highlight=False)
                 if report.source_error:
                     console.print(f"[yellow]unknown:[/] {report.source_error}", highlight=False)
                 for line in report.refused:

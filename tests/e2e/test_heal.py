@@ -115,6 +115,10 @@ def test_cli_sweep_heals_and_audit_verifies(lab_fleet: None, tmp_path: Path) -> 
     report = json.loads(done.stdout)
     (action,) = report["actions"]
     assert (action["host"], action["state"]) == ("vps1", "resolved")
+    # no trained baseline in a fresh state dir: the learned detectors say they fell back
+    assert report["anomalies"]["fallback"] is True
+    assert "selfheal baseline train" in report["anomalies"]["model_status"]
+    assert report["anomalies"]["unknown"] == []
     shown = run_cli(
         "incidents", "show", str(action["incident_id"]), "--json", config=config, state=state
     )
