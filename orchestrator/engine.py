@@ -146,11 +146,11 @@ class Controller:
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 fn = self._dry_run if dry_run else self._remediate
                 actions.extend(pool.map(lambda t: fn(*t), runnable))
-        anomalies = self._detect(started) if error is None else None
+        anomalies = self.detect(started) if error is None else None
         return SweepReport(started, self.clock(), tuple(verdicts), tuple(actions), refused,
                            error, dry_run, anomalies)
 
-    def _detect(self, now: float) -> AnomalyReport | None:
+    def detect(self, now: float) -> AnomalyReport | None:
         """Learned and fixed detectors over the fleet; their findings are reported for people
         (a slow leak days ahead) and logged; faults.yml decides what is fixed."""
         if self.watch is None:

@@ -53,13 +53,25 @@ def diagnose(host: str = typer.Argument(..., help="inventory host name"),
         plans.append({"fault": d.fault, "remediation": entry.name, "role": plan.role,
                       "params": dict(plan.params), "risk_tier": plan.risk_tier,
                       "verdict": decision.verdict.value, "reasons": list(decision.reasons)})
+    anomalies = controller.detect(time.time()) if error is None else None
+    mine = [f for f in anomalies.findings if f.host == host] if anomalies else []
     code = OK if verdict.health is Health.HEALTHY else NEEDS_HUMAN
     if json_output:
         emit_json({"host": host, "health": verdict.health.value, "notes": list(verdict.notes),
+                   "signals": {s: h.value for s, h in verdict.signals.items()},
+                   "anomalies": [to_jsonable(f) for f in mine],
+                   "detection": anomalies.model_status if anomalies else None,
                    "diagnoses": [to_jsonable(d) for d in verdict.diagnoses], "plans": plans,
                    "source_error": error, "refused": list(refused)})
     else:
         console.print(f"[bold]{host}[/]: {verdict.health.value}")
+        for signal, health in verdict.signals.items():
+            console.print(f"  signal {signal}: {health.value}", highlight=False)
+        for f in mine:
+            console.print(f"  anomaly {f.signal} ({f.source}, confidence {f.confidence:.2f}): "
+                          f"{'; '.join(f.evidence)[:160]}", highlight=False)
+        if anomalies is not None:
+            console.print(f"  detection: {anomalies.model_status}", highlight=False)
         for note in verdict.notes:
             console.print(f"  note: {note}", highlight=False)
         for d in verdict.diagnoses:

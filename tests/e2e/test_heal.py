@@ -138,6 +138,14 @@ def test_dry_run_changes_nothing(lab_fleet: None, tmp_path: Path) -> None:
         (action,) = report.actions
         assert (action.verdict, action.state) == ("dry_run", "would_remediate")
         assert report.exit_code == 1  # a fault is present and was not fixed
+        seen = run_cli("diagnose", "vps3", "--json", config=lab.lab_paths().settings_file,
+                       state=tmp_path / "state")
+        assert seen.returncode == 1, seen.stderr
+        diagnosis = json.loads(seen.stdout)
+        assert diagnosis["signals"] == {"node_up": "healthy", "service_up": "firing"}
+        (plan,) = diagnosis["plans"]
+        assert (plan["remediation"], plan["verdict"]) == ("service_restart", "run")
+        assert plan["params"]["unit"] == UNIT
         time.sleep(1)
         assert unit_state("vps3") == "failed"
         assert controller.store.incidents() == []
