@@ -117,13 +117,19 @@ def prune_runs(runs_dir: Path, keep: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _brief(message: str, limit: int = 300) -> str:
+    """One line; ssh's @@@ banners dropped; head and tail kept (the cause is often last)."""
+    text = " ".join(re.sub(r"@{3,}", " ", message).split())
+    return text if len(text) <= limit else f"{text[:100]} ... {text[-(limit - 105):]}"
+
+
 def _failure_messages(result: Any) -> list[str]:
     messages: list[str] = []
     for event in getattr(result, "events", []) or []:
         if event.get("event") in ("runner_on_failed", "runner_on_unreachable"):
             data = event.get("event_data", {})
-            msg = str(data.get("res", {}).get("msg", ""))[:300]
-            messages.append(f"{data.get('host')}: {data.get('task')}: {msg}")
+            messages.append(f"{data.get('host')}: {data.get('task')}: "
+                            f"{_brief(str(data.get('res', {}).get('msg', '')))}")
     return messages
 
 

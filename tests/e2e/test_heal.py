@@ -181,3 +181,32 @@ def test_unreachable_host_is_escalated_once(lab_fleet: None, tmp_path: Path) -> 
         controller.sweep()
         time.sleep(0.3)
     assert controller.store.active() == [], "the escalation did not clear once healthy"
+
+
+def test_wrong_host_key_is_refused_not_trusted(lab_fleet: None, tmp_path: Path) -> None:
+    """Host key checking stays on: a host presenting a key we did not pin is never touched."""
+    paths = lab.lab_paths()
+    wrong_key = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(wrong_key)],
+                   check=True)
+    pinned = tmp_path / "known_hosts"
+    public = wrong_key.with_suffix(".pub").read_text().split()
+    pinned.write_text(f"127.0.1.1 {public[0]} {public[1]}\n")
+    inventory = yaml.safe_load(paths.inventory.read_text())
+    host = inventory["lab"]["hosts"]["vps1"]
+    host["ansible_ssh_common_args"] = (f"-o UserKnownHostsFile={pinned} "
+                                       "-o StrictHostKeyChecking=yes")
+    broken = tmp_path / "hosts.yml"
+    broken.write_text(yaml.safe_dump(inventory))
+    controller = controller_for(settings_with_state(tmp_path, path=str(broken)))
+    before = started_at("vps1")
+    inject("service_crash", "vps1")
+    try:
+        wait_prometheus_sees_crash(controller, "vps1")
+        (action,) = controller.sweep().actions
+        assert action.state == IncidentState.ESCALATED
+        assert "host key verification failed" in " ".join(action.reasons).lower()
+        assert unit_state("vps1") == "failed", "selfheal acted on a host it could not verify"
+    finally:
+        heal_by_hand("vps1")
+    assert started_at("vps1") != before  # only our manual restart touched it

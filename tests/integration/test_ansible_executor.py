@@ -110,3 +110,40 @@ def test_old_run_folders_are_pruned(tmp_path: Path) -> None:
         (tmp_path / f"2026112{i}T000000-x-remediate-abc").mkdir()
     prune_runs(tmp_path, 2)
     assert sorted(p.name[:9] for p in tmp_path.iterdir()) == ["20261123T", "20261124T"]
+
+
+def test_secrets_stay_out_of_artifacts_store_and_logs(tmp_path: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """An inventory secret never lands in run artefacts, the store or the logs."""
+    import logging
+
+    from orchestrator.store.db import Store
+
+    secret = "s3cr3t-Pa55-4711"
+    proj = tmp_path / "ansible"
+    shutil.copytree(PROJECT_ROOT / "ansible" / "playbooks", proj / "playbooks")
+    shutil.copy(PROJECT_ROOT / "ansible" / "ansible.cfg", proj / "ansible.cfg")
+    role = proj / "roles" / "write_param" / "tasks"
+    role.mkdir(parents=True)
+    (role / "main.yml").write_text(ROLE_MAIN)
+    (role / "verify.yml").write_text("- ansible.builtin.stat: {path: \"{{ dest }}\"}\n")
+    inv = tmp_path / "hosts.yml"
+    inv.write_text("all:\n  hosts:\n    localhost:\n      ansible_connection: local\n"
+                   f"      ansible_python_interpreter: {sys.executable}\n"
+                   f"      ansible_become_password: {secret}\n      db_password: {secret}\n")
+    runs = tmp_path / "state" / "runs"
+    executor = AnsibleExecutor(AnsibleSettings(project_dir=proj), load_inventory(inv), runs)
+    (tmp_path / "state").mkdir()
+    store = Store(f"sqlite:///{tmp_path / 'state' / 'db.sqlite'}", b"k" * 32)
+    caplog.set_level(logging.DEBUG)
+    outcome = executor.run(plan("hello", tmp_path / "out.txt"))
+    store.record_run(None, "localhost", "write_param", "remediate", outcome)
+    assert outcome.status is OutcomeStatus.SUCCEEDED
+    leaked = [p for p in (tmp_path / "state").rglob("*") if p.is_file()
+              and secret.encode() in p.read_bytes()]
+    assert leaked == []
+    assert secret not in caplog.text
+    assert any(runs.rglob("job_events/*.json")), "the check must look at real artefacts"
+    # control: a secret that is passed as a parameter does show up, so the scan can fail
+    executor.run(plan(secret, tmp_path / "out2.txt"))
+    assert any(secret.encode() in p.read_bytes() for p in runs.rglob("*") if p.is_file())
