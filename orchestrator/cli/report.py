@@ -67,7 +67,7 @@ def anomalies_table(report: SweepReport) -> Table | None:
 
 def incidents_table(incidents: list[Incident]) -> Table:
     table = Table(title="incidents", title_justify="left")
-    for col in ("id", "host", "fault", "state", "remediation", "detected", "heal s"):
+    for col in ("id", "host", "fault", "state", "remediation", "detected", "detected→resolved s"):
         table.add_column(col)
     for i in incidents:
         heal = f"{i.resolved_at - i.detected_at:.1f}" if i.resolved_at else "-"
