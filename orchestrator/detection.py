@@ -39,7 +39,12 @@ from orchestrator.core.detect import DetectionRules, FleetDetector, combine, par
 from orchestrator.errors import RulesError
 from orchestrator.models import Finding
 from orchestrator.sources.prometheus import QueryFn, instance_host
-from orchestrator.store.baselines import BaselineHealth, BaselineStatus, load_baseline
+from orchestrator.store.baselines import (
+    BaselineHealth,
+    BaselineStatus,
+    load_baseline,
+    trusted,
+)
 
 log = logging.getLogger(__name__)
 
@@ -104,17 +109,6 @@ def describe_baseline(status: BaselineStatus, directory: Path, now: float) -> st
     return f"{status.message.split(';')[0]}: thresholds only; {TRAIN_HINT}"
 
 
-def _trusted(path: Path) -> str | None:
-    """Why ``path`` must not be unpickled, or None when this user owns it and no one else
-    may write it."""
-    st = path.stat()
-    if st.st_uid != os.getuid():
-        return f"{path} is owned by uid {st.st_uid}, not this user"
-    if st.st_mode & 0o022:
-        return f"{path} is writable by group or others"
-    return None
-
-
 def _stamp(path: Path) -> tuple[int, int] | None:
     try:
         st = path.stat()
@@ -171,7 +165,7 @@ class AnomalyWatch:
         self.model_stamp = (_stamp(pkl), _stamp(meta))
         self.model, self.model_meta = None, {}
         max_age = self.rules.defaults.baseline_max_age_s
-        distrust = _trusted(pkl) if pkl.is_file() else None
+        distrust = trusted(pkl) if pkl.is_file() else None
         if distrust is not None:
             self.model_status = f"{distrust}: not loaded; thresholds only; {TRAIN_HINT}"
             return
@@ -229,7 +223,7 @@ class AnomalyWatch:
         if not path.is_file():
             return
         try:
-            distrust = _trusted(path)
+            distrust = trusted(path)
             if distrust is not None:
                 self.notes.append(f"{distrust}: detection state not restored; delete it")
                 return
@@ -307,6 +301,8 @@ class AnomalyWatch:
                 try:
                     v = float(series["value"][1])
                 except (KeyError, IndexError, TypeError, ValueError):
+                    continue
+                if not np.isfinite(v):  # +Inf/NaN from a division in PromQL: no sample
                     continue
                 i = column[host]
                 x[i] = v if np.isnan(x[i]) else x[i] + v  # several series (mounts): summed

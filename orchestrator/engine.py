@@ -160,6 +160,9 @@ class Controller:
         except SourceUnavailable as exc:
             log.error("detection skipped: source unavailable", extra={"error": str(exc)})
             return None
+        except Exception:  # advisory stage: a detector bug must not stop the healing loop
+            log.exception("detection failed; the sweep goes on without it")
+            return None
         for finding in report.findings:
             log.warning("anomaly", extra={"host": finding.host, "signal": finding.signal,
                                           "confidence": round(finding.confidence, 2),

@@ -5,15 +5,20 @@ Called by the CLI commands, the lab demo and the benchmarks.
 
 from __future__ import annotations
 
+import logging
+
 from orchestrator.config import Settings
 from orchestrator.detection import AnomalyWatch
 from orchestrator.engine import Controller
+from orchestrator.errors import RulesError
 from orchestrator.execute.inventory import Inventory, load_inventory
 from orchestrator.execute.runner import AnsibleExecutor
 from orchestrator.rules import Rules, load_rules
 from orchestrator.sources.prometheus import PrometheusSource, connect
 from orchestrator.store.audit import load_or_create_key
 from orchestrator.store.db import Store
+
+log = logging.getLogger(__name__)
 
 
 def rules_for(settings: Settings) -> Rules:
@@ -35,7 +40,12 @@ def controller_for(settings: Settings, rules: Rules | None = None,
     query = connect(settings.prometheus)
     watch = None
     if (settings.rules.dir / "detection.yml").is_file():
-        watch = AnomalyWatch(settings, query, inventory.by_prometheus_host())
+        try:
+            watch = AnomalyWatch(settings, query, inventory.by_prometheus_host())
+        except RulesError:
+            raise  # a broken detection.yml is the operator's to fix: say so, exit 2
+        except Exception:  # detection is advisory; a bad model or state must not stop healing
+            log.exception("detection disabled for this run: it could not start")
     return Controller(
         rules=rules or rules_for(settings),
         inventory=inventory,

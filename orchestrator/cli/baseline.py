@@ -107,7 +107,9 @@ def incident_mask(settings: Settings, times: Any, hosts: Sequence[str], now: flo
         i = column.get(address_of.get(inc.host, inc.host))
         if i is None:
             continue
-        end = now if inc.is_open else (inc.resolved_at or inc.updated_at)
+        # a fault lasts until resolved, or for escalated/rolled-back/suppressed ones until it
+        # cleared; one still going masks everything up to now
+        end = inc.resolved_at or inc.cleared_at or now
         hit = (times >= inc.detected_at - INCIDENT_PAD_S) & (times <= end + INCIDENT_PAD_S)
         if hit.any():
             clean[hit, i] = False
@@ -201,7 +203,7 @@ def status(json_output: bool = JSON_OPTION) -> None:
     now = time.time()
     directory = baseline_dir(settings)
     max_age = rules.defaults.baseline_max_age_s
-    _, st = load_baseline(directory, BASELINE_NAME, now=now, max_age_s=max_age)
+    _, st = load_baseline(directory, BASELINE_NAME, now=now, max_age_s=max_age, unpickle=False)
     meta = st.metadata
     trained = meta.get("trained_at")
     out = {

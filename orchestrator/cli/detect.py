@@ -18,7 +18,14 @@ from pathlib import Path
 
 import typer
 
-from orchestrator.cli.common import ERROR, JSON_OPTION, OK, emit_json, err_console
+from orchestrator.cli.common import (
+    ERROR,
+    JSON_OPTION,
+    OK,
+    emit_json,
+    err_console,
+    handle_errors,
+)
 
 
 class CsvError(ValueError):
@@ -76,6 +83,7 @@ def read_series(path: Path):
     return frame, times, values
 
 
+@handle_errors
 def detect_csv(
     file: Path = typer.Argument(..., help="CSV with timestamp,value[,value2...]"),
     out: Path | None = typer.Option(None, "--out", "-o",

@@ -39,6 +39,7 @@ def series_frame(result: Iterable[Mapping[str, Any]], index: np.ndarray,
             continue
         ts = np.array([float(p[0]) for p in pairs])
         vals = pd.to_numeric(pd.Series([p[1] for p in pairs]), errors="coerce").to_numpy(float)
+        vals = np.where(np.isfinite(vals), vals, np.nan)  # +Inf would poison the learned state
         s = pd.Series(vals, index=ts).sort_index()
         s = s[~s.index.duplicated(keep="last")]
         aligned = s.reindex(index, method="ffill", tolerance=float(np.median(np.diff(index)))

@@ -11,8 +11,10 @@ Only load artefacts this controller wrote: pickle runs code from the file.
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import platform
+import tempfile
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -66,25 +68,49 @@ def _paths(directory: Path, name: str) -> tuple[Path, Path]:
 def save_baseline(directory: Path, name: str, model: Any, *, trained_at: float,
                   window: tuple[float, float], hosts: list[str] | tuple[str, ...],
                   extra: dict[str, Any] | None = None) -> Path:
-    """Write ``model`` and its sidecar atomically (temp file then rename); returns the pickle."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write ``model`` and its sidecar atomically (private temp file, fsync, rename)."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     pkl, meta = _paths(directory, name)
     metadata = {"name": name, "format": FORMAT, "trained_at": trained_at,
                 "window": {"start": window[0], "end": window[1],
                            "days": round((window[1] - window[0]) / 86400.0, 3)},
                 "hosts": list(hosts), "versions": library_versions(), **(extra or {})}
-    tmp = pkl.with_suffix(".pkl.tmp")
-    tmp.write_bytes(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
-    tmp.replace(pkl)
-    tmp_meta = meta.with_suffix(".json.tmp")
-    tmp_meta.write_text(json.dumps(metadata, indent=2))
-    tmp_meta.replace(meta)
+    _write_private(pkl, pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
+    _write_private(meta, json.dumps(metadata, indent=2).encode())
     return pkl
 
 
-def load_baseline(directory: Path, name: str, *, now: float, max_age_s: float
-                  ) -> tuple[Any | None, BaselineStatus]:
-    """The model and its status; the model is None unless the status is OK."""
+def _write_private(target: Path, data: bytes) -> None:
+    """Mode 0600 whatever the umask (the loader refuses files others may write)."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def trusted(path: Path) -> str | None:
+    """Why ``path`` must not be unpickled, or None when this user owns it and no one else
+    may write it."""
+    st = path.stat()
+    if st.st_uid != os.getuid():
+        return f"{path} is owned by uid {st.st_uid}, not this user"
+    if st.st_mode & 0o022:
+        return f"{path} is writable by group or others"
+    return None
+
+
+def load_baseline(directory: Path, name: str, *, now: float, max_age_s: float,
+                  unpickle: bool = True) -> tuple[Any | None, BaselineStatus]:
+    """The model and its status; the model is None unless the status is OK.
+
+    ``unpickle=False`` checks everything but loads nothing (for `baseline status`)."""
     pkl, meta = _paths(directory, name)
     fallback = "; falling back to fixed thresholds (run `selfheal baseline train`)"
     if not pkl.is_file() or not meta.is_file():
@@ -101,6 +127,13 @@ def load_baseline(directory: Path, name: str, *, now: float, max_age_s: float
         return None, BaselineStatus(
             BaselineHealth.STALE, f"baseline {name!r} is {age / 3600:.1f} h old (limit "
             f"{max_age_s / 3600:.1f} h){fallback}", metadata)
+    distrust = trusted(pkl)
+    if distrust is not None:
+        return None, BaselineStatus(BaselineHealth.UNREADABLE,
+                                    f"{distrust}: not loaded{fallback}", metadata)
+    if not unpickle:
+        return None, BaselineStatus(BaselineHealth.OK, f"baseline {name!r} trained "
+                                    f"{age / 3600:.1f} h ago", metadata)
     try:
         model = pickle.loads(pkl.read_bytes())
     except Exception as exc:  # unpickling can raise nearly anything

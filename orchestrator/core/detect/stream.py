@@ -164,7 +164,7 @@ class BaselineState:
         """
         p = self.params
         x = np.asarray(x, dtype=float)
-        ok = ~np.isnan(x)
+        ok = np.isfinite(x)
         d = int((t % DAY_S) // (DAY_S / p.day_bins))
         w = int((t % WEEK_S) // (WEEK_S / p.week_bins)) if p.week_bins else 0
         first = ok & (self.count == 0)

@@ -76,3 +76,26 @@ def test_fleet_detector_finds_a_cpu_runaway_on_one_host_only() -> None:
 def test_unknown_detector_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown detectors"):
         FleetDetector(RULES, ["a"], detectors=("magic",))
+
+
+def test_a_missing_sample_does_not_reset_a_threshold_hold() -> None:
+    from orchestrator.core.detect.thresholds import ThresholdClock
+
+    rule = next(r for r in RULES.signals.values() if r.threshold and r.threshold.startswith(">"))
+    high = float(rule.threshold.split()[-1]) * 1.05 + 1e-6
+    clock = ThresholdClock(1)
+    fired = []
+    for k in range(int(rule.for_s // 30) + 4):
+        x = np.array([np.nan if k % 2 else high])  # every second scrape is missing
+        fired.append(bool(clock.step(rule, k * 30.0, x)[0]))
+    assert any(fired), "a held threshold with gaps in the data never fired"
+    assert not any(f for k, f in enumerate(fired) if k % 2), "fired on a missing sample"
+
+
+def test_infinite_values_are_treated_as_missing() -> None:
+    from orchestrator.core.detect.stream import BaselineParams, BaselineState
+
+    state = BaselineState.new(2, BaselineParams())
+    for k in range(50):
+        state.step(k * 60.0, np.array([0.3, np.inf if k == 25 else 0.3]))
+    assert np.isfinite(state.level).all() and np.isfinite(state.day).all()
