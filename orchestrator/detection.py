@@ -23,6 +23,7 @@ a model with a forest is unpickled.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import pickle
@@ -309,9 +310,11 @@ class AnomalyWatch:
             values[name] = x
         return values, refused
 
-    def observe(self, now: float) -> AnomalyReport:
+    def observe(self, now: float, persist: bool = True) -> AnomalyReport:
         """Query the fleet, judge the newest point and return the findings.
 
+        ``persist=False`` (``selfheal diagnose``) judges on a copy: the detector state, the
+        de-duplication memory and the state file stay as they were.
         Raises ``SourceUnavailable`` when Prometheus does not answer (the state is unchanged).
         """
         self._check_model(now)
@@ -327,10 +330,12 @@ class AnomalyWatch:
             self.notes.append(f"last point {now - det.last_t:.0f} s ago; the detector takes one "
                               f"point per {det.step_s:g} s")
         else:
-            candidates = det.step(now, values)
-            findings, self.last_raised = combine(candidates, self.rules.defaults.combiner,
-                                                 self.last_raised)
-            self._save(now)
+            candidates = (det if persist else copy.deepcopy(det)).step(now, values)
+            findings, raised = combine(candidates, self.rules.defaults.combiner,
+                                       self.last_raised)
+            if persist:
+                self.last_raised = raised
+                self._save(now)
         notes, self.notes = tuple(self.notes), []
         return AnomalyReport(findings=findings, model_status=self.model_status,
                              fallback=self.fallback, unknown_hosts=unknown_hosts,

@@ -150,13 +150,13 @@ class Controller:
         return SweepReport(started, self.clock(), tuple(verdicts), tuple(actions), refused,
                            error, dry_run, anomalies)
 
-    def detect(self, now: float) -> AnomalyReport | None:
+    def detect(self, now: float, persist: bool = True) -> AnomalyReport | None:
         """Learned and fixed detectors over the fleet; their findings are reported for people
         (a slow leak days ahead) and logged; faults.yml decides what is fixed."""
         if self.watch is None:
             return None
         try:
-            report = self.watch.observe(now)
+            report = self.watch.observe(now, persist=persist)
         except SourceUnavailable as exc:
             log.error("detection skipped: source unavailable", extra={"error": str(exc)})
             return None

@@ -53,7 +53,7 @@ def diagnose(host: str = typer.Argument(..., help="inventory host name"),
         plans.append({"fault": d.fault, "remediation": entry.name, "role": plan.role,
                       "params": dict(plan.params), "risk_tier": plan.risk_tier,
                       "verdict": decision.verdict.value, "reasons": list(decision.reasons)})
-    anomalies = controller.detect(time.time()) if error is None else None
+    anomalies = controller.detect(time.time(), persist=False) if error is None else None
     mine = [f for f in anomalies.findings if f.host == host] if anomalies else []
     code = OK if verdict.health is Health.HEALTHY else NEEDS_HUMAN
     if json_output:

@@ -99,3 +99,16 @@ def test_old_state_or_another_host_set_is_discarded(
     fewer = dict(list(HOSTS.items())[:2])
     other = AnomalyWatch(settings, connect(settings.prometheus), fewer, clock=lambda: t0 + 60)
     assert any("another host set" in n for n in other.notes)
+
+
+def test_diagnose_style_observe_changes_no_state(
+        prometheus: RealPrometheus, published: None, tmp_path: Path) -> None:
+    """`selfheal diagnose` looks without learning: a later sweep still raises the finding."""
+    settings = settings_for(prometheus, tmp_path)
+    t0 = time.time()
+    watch = AnomalyWatch(settings, connect(settings.prometheus), HOSTS, clock=lambda: t0)
+    peek = watch.observe(t0, persist=False)
+    assert len(peek.findings) == 1
+    assert not (settings.state.dir / STATE_FILE).exists()
+    assert watch.detector.last_t is None and watch.last_raised == {}
+    assert len(watch.observe(t0).findings) == 1  # the real sweep is not deduplicated away
