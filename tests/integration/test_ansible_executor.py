@@ -26,8 +26,8 @@ ROLE_MAIN = """
 """
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> tuple[AnsibleExecutor, Path]:
+def write_test_project(tmp_path: Path) -> Path:
+    """Our playbooks and ansible.cfg plus a role that writes its parameter to a file."""
     proj = tmp_path / "ansible"
     shutil.copytree(PROJECT_ROOT / "ansible" / "playbooks", proj / "playbooks")
     shutil.copy(PROJECT_ROOT / "ansible" / "ansible.cfg", proj / "ansible.cfg")
@@ -35,6 +35,12 @@ def project(tmp_path: Path) -> tuple[AnsibleExecutor, Path]:
     role.mkdir(parents=True)
     (role / "main.yml").write_text(ROLE_MAIN)
     (role / "verify.yml").write_text("- ansible.builtin.stat: {path: \"{{ dest }}\"}\n")
+    return proj
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> tuple[AnsibleExecutor, Path]:
+    proj = write_test_project(tmp_path)
     inv = tmp_path / "hosts.ini"
     inv.write_text(f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}"
                    "\nother ansible_connection=local\n")
@@ -120,13 +126,7 @@ def test_secrets_stay_out_of_artifacts_store_and_logs(tmp_path: Path,
     from orchestrator.store.db import Store
 
     secret = "s3cr3t-Pa55-4711"
-    proj = tmp_path / "ansible"
-    shutil.copytree(PROJECT_ROOT / "ansible" / "playbooks", proj / "playbooks")
-    shutil.copy(PROJECT_ROOT / "ansible" / "ansible.cfg", proj / "ansible.cfg")
-    role = proj / "roles" / "write_param" / "tasks"
-    role.mkdir(parents=True)
-    (role / "main.yml").write_text(ROLE_MAIN)
-    (role / "verify.yml").write_text("- ansible.builtin.stat: {path: \"{{ dest }}\"}\n")
+    proj = write_test_project(tmp_path)
     inv = tmp_path / "hosts.yml"
     inv.write_text("all:\n  hosts:\n    localhost:\n      ansible_connection: local\n"
                    f"      ansible_python_interpreter: {sys.executable}\n"
