@@ -93,6 +93,17 @@ class SweepReport:
                    for a in self.actions)
 
 
+@dataclass(frozen=True)
+class _SweepView:
+    """What every admission in one sweep shares, read from the store once."""
+
+    broken: int
+    fleet: int
+    dry_run: bool
+    active: Mapping[tuple[str, str], Incident]
+    history: list[PastRun]
+
+
 @dataclass
 class Controller:
     """The loop's wiring; every part is passed in so tests build their own."""
@@ -132,11 +143,15 @@ class Controller:
         if error is None:
             if not dry_run:
                 self._settle(verdicts)
-            broken = sum(1 for v in verdicts if v.health is not Health.HEALTHY)
+            # read once per sweep, not once per diagnosis
+            view = _SweepView(
+                broken=sum(1 for v in verdicts if v.health is not Health.HEALTHY),
+                fleet=len(verdicts), dry_run=dry_run,
+                active={} if dry_run else {(i.host, i.fault): i for i in self.store.active()},
+                history=self.store.history(started - self.history_window()))
             for verdict in verdicts:
                 for diagnosis in verdict.diagnoses:
-                    action, todo = self._admit(diagnosis, broken, len(verdicts), dry_run,
-                                               runnable)
+                    action, todo = self._admit(diagnosis, view, runnable)
                     if todo is not None:
                         runnable.append(todo)
                     elif action is not None:
@@ -202,13 +217,13 @@ class Controller:
                     else S.SUPPRESSED
                 self._move(incident, target, "fault cleared before any action", resolved_at=now)
 
-    def _admit(self, d: Diagnosis, broken: int, fleet: int, dry_run: bool,
+    def _admit(self, d: Diagnosis, view: _SweepView,
                queued: list[tuple[Incident | None, Plan]]
                ) -> tuple[Action | None, tuple[Incident | None, Plan] | None]:
         """Open, find or resume the incident, plan, and ask the guardrails."""
         now = self.clock()
-        existing = None if dry_run else next(
-            (i for i in self.store.active() if (i.host, i.fault) == (d.host, d.fault)), None)
+        dry_run = view.dry_run
+        existing = view.active.get((d.host, d.fault))
         approved = False
         if existing is not None:
             if existing.state is S.SUPPRESSED:
@@ -248,9 +263,8 @@ class Controller:
                                   remediation=entry.name,
                                   detail={**incident.detail, "params": dict(plan.params)})
         pending = [PastRun(p.targets[0], p.remediation, now, False) for _, p in queued]
-        state = PolicyState(now=now, fleet_size=fleet, broken_hosts=broken,
-                            running=self._running + len(queued),
-                            history=self.store.history(now - self.history_window()),
+        state = PolicyState(now=now, fleet_size=view.fleet, broken_hosts=view.broken,
+                            running=self._running + len(queued), history=view.history,
                             pending=pending)
         decision = decide(plan, self.rules.policy, state, dry_run, approved=approved)
         if decision.verdict in (Verdict.RUN, Verdict.DRY_RUN):
