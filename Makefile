@@ -3,10 +3,21 @@
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
+# Pinned, hashed dependency sets (see docs/supply-chain.md): what a controller installs, and that
+# plus the test tools. `make lock` regenerates both from pyproject.toml.
+LOCK := requirements.lock
+DEV_LOCK := requirements-dev.lock
+UV ?= $(VENV)/bin/uv
+UV_COMPILE := $(UV) pip compile --quiet --generate-hashes --python-version 3.11 \
+	--python-platform linux --custom-compile-command "make lock" $(LOCK_FLAGS)
+# setuptools builds our own editable install; it is locked too and used without build isolation,
+# so nothing unhashed is fetched while installing.
+BUILD_REQUIRES := $(PYTHON) -c 'import tomllib; \
+	print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")'
 APT_PACKAGES := debootstrap systemd-container prometheus prometheus-alertmanager iproute2 \
 	openssh-client openssh-server sqlite3
 
-.PHONY: demo test deps venv lint clean-lab
+.PHONY: demo test deps venv lock lint clean-lab
 
 demo: deps venv
 	$(VENV)/bin/selfheal demo
@@ -26,11 +37,18 @@ deps:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(DEV_LOCK)
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[dev]'
+	$(VENV)/bin/pip install -q --require-hashes -r $(DEV_LOCK)
+	$(VENV)/bin/pip install -q --no-deps --no-build-isolation -e .
 	touch $@
+
+# Re-resolve after changing dependencies in pyproject.toml (needs the venv for uv); keeps existing
+# pins unless LOCK_FLAGS=--upgrade (or --upgrade-package NAME). Review the diff; `make venv` then
+# installs it. tests/unit/test_supply_chain.py checks pyproject.toml and the locks agree.
+lock: venv
+	$(BUILD_REQUIRES) | $(UV_COMPILE) pyproject.toml - -o $(LOCK)
+	$(BUILD_REQUIRES) | $(UV_COMPILE) pyproject.toml - --extra dev -o $(DEV_LOCK)
 
 lint: venv
 	$(VENV)/bin/ruff check orchestrator tests benchmarks
