@@ -14,7 +14,8 @@ surface is small:
 Modules, one job each: ``paths`` (where), ``image`` (build/cache the root), ``hostconfig``
 (per-host files and keys), ``procs`` (background processes), ``probe`` (ssh/http checks),
 ``prometheus`` (controller-side Prometheus), ``generated`` (inventory and selfheal.yml),
-``state`` (records and state.json), ``faults`` (fault injection), ``fleet`` (up/status/down).
+``state`` (records and state.json), ``faults`` (fault injection), ``cgroups`` (one cgroup tree
+per host), ``restarts`` (kill -9 + restart fidelity check), ``fleet`` (up/status/down).
 """
 
 from orchestrator.lab.faults import FAULTS, inject

@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from orchestrator.errors import ConfigError, PermanentError
-from orchestrator.lab import generated, hostconfig, image, procs, prometheus
+from orchestrator.lab import cgroups, generated, hostconfig, image, procs, prometheus
 from orchestrator.lab.paths import (
     DEMO_PORT,
     HOST_PREFIX,
@@ -151,7 +151,9 @@ def up(hosts: int = 3, progress: ProgressFn | None = None) -> LabState:
         for name in names:
             if pids[name] is None:
                 log_file = paths.host_dir(name) / "nspawn.log"
-                pids[name] = procs.spawn(_nspawn_argv(paths, name, binds[name]), log_file)
+                own = cgroups.create(name)
+                argv, env = cgroups.enter_command(own, _nspawn_argv(paths, name, binds[name]))
+                pids[name] = procs.spawn(argv, log_file, env)
         report(progress, f"booting {len(names) - len(already)} host(s); {len(already)} running")
         prometheus.write_config(paths, list(addresses.values()))
         state = LabState(
@@ -304,6 +306,7 @@ def down(progress: ProgressFn | None = None) -> None:
             report(progress, "some hosts did not power off; terminating them")
         procs.terminate(pids, marker, timeout=10.0)
         _kill_orphans(paths)
+        cgroups.remove()
         report(progress, "stopping Prometheus")
         prometheus.stop(paths, state.prometheus_pid if state else None)
         _remove_leftovers(paths)

@@ -14,13 +14,13 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 
-def spawn(argv: Sequence[str], log_file: Path) -> int:
+def spawn(argv: Sequence[str], log_file: Path, env: Mapping[str, str] | None = None) -> int:
     """Start ``argv`` detached (new session, stdin closed, output to ``log_file``); its PID."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as out:
@@ -30,6 +30,7 @@ def spawn(argv: Sequence[str], log_file: Path) -> int:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env=env,
         )
     log.debug("started pid %d: %s", proc.pid, " ".join(argv))
     return proc.pid
