@@ -20,13 +20,16 @@ import os
 import time
 from pathlib import Path
 
+from orchestrator.errors import PermanentError
+
 log = logging.getLogger(__name__)
 
 LAB_CGROUP = "selfheal-lab"
 MOUNTS = Path("/proc/self/mounts")
 # The shell that starts a host: joins each cgroup in $SELFHEAL_LAB_CGROUPS, then becomes nspawn.
 _ENTER = (
-    'for cg in $SELFHEAL_LAB_CGROUPS; do echo $$ > "$cg/cgroup.procs" || exit 125; done; '
+    'for cg in $SELFHEAL_LAB_CGROUPS; do echo $$ > "$cg/cgroup.procs" '
+    '|| { echo "selfheal lab: cannot join cgroup $cg" >&2; exit 125; }; done; '
     'unset SELFHEAL_LAB_CGROUPS; exec "$@"'
 )
 ENV_VAR = "SELFHEAL_LAB_CGROUPS"
@@ -57,10 +60,20 @@ def host_cgroups(name: str, mounts: str | None = None) -> list[Path]:
 
 
 def create(name: str, mounts: str | None = None) -> list[Path]:
-    """Create ``name``'s cgroups (``host_cgroups``) if missing; their paths."""
+    """Create ``name``'s cgroups (``host_cgroups``) if missing; their paths.
+
+    Raises ``PermanentError`` naming the cgroup when it cannot be made (not root, or a
+    read-only cgroup file system).
+    """
     made = host_cgroups(name, mounts)
     for cgroup in made:
-        cgroup.mkdir(parents=True, exist_ok=True)
+        try:
+            cgroup.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PermanentError(
+                f"cannot create the cgroup {cgroup} for lab host {name}: {exc.strerror}; "
+                "the lab needs root and a writable cgroup file system"
+            ) from exc
     return made
 
 

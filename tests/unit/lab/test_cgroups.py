@@ -6,6 +6,9 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
+from orchestrator.errors import PermanentError
 from orchestrator.lab import cgroups
 
 HYBRID = """\
@@ -52,7 +55,15 @@ def test_the_enter_command_joins_each_cgroup_then_runs_the_command(tmp_path: Pat
 
 def test_the_enter_command_refuses_to_run_outside_its_cgroup(tmp_path: Path) -> None:
     argv, env = cgroups.enter_command([tmp_path / "missing"], ["true"])
-    assert subprocess.run(argv, env=env, capture_output=True, check=False).returncode == 125
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 125
+    assert f"cannot join cgroup {tmp_path / 'missing'}" in result.stderr
+
+
+def test_create_names_the_cgroup_it_cannot_make(tmp_path: Path) -> None:
+    (tmp_path / "unified").write_text("")  # a file where the hierarchy should be
+    with pytest.raises(PermanentError, match=r"cannot create the cgroup .*unified.* for lab host"):
+        cgroups.create("vps1", f"cgroup2 {tmp_path / 'unified'} cgroup2 rw 0 0\n")
 
 
 def test_create_makes_the_host_tree_under_each_hierarchy(tmp_path: Path) -> None:
