@@ -446,6 +446,10 @@ class Controller:
         if outcome.status is OutcomeStatus.UNREACHABLE:
             return self._finish(incident, plan, S.ESCALATED, outcome,
                                 "host unreachable over SSH; escalated once, not retried")
+        if outcome.status is OutcomeStatus.WIDENED:  # no verify or rollback on a guess
+            return self._finish(incident, plan, S.ESCALATED, outcome,
+                                f"the run touched hosts the plan did not name "
+                                f"{list(outcome.extra_hosts)}; escalated, look at them")
         healthy = self._verify(plan, host, outcome)
         if outcome.status is OutcomeStatus.SUCCEEDED and healthy:
             return self._finish(incident, plan, S.RESOLVED, outcome,

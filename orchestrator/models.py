@@ -110,6 +110,9 @@ class OutcomeStatus(StrEnum):
     FAILED = "failed"
     UNREACHABLE = "unreachable"
     CANCELED = "canceled"
+    # The run touched a host the plan did not name (see ``Outcome.extra_hosts``): never a
+    # success, whatever the play said; the caller records, audits and escalates it.
+    WIDENED = "widened"
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,7 @@ class Outcome:
     changed_hosts: tuple[str, ...] = ()
     failed_hosts: tuple[str, ...] = ()
     unreachable_hosts: tuple[str, ...] = ()
+    extra_hosts: tuple[str, ...] = ()  # touched by the run although the plan did not name them
     messages: tuple[str, ...] = ()
     artifact_dir: str | None = None
 

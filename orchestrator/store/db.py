@@ -7,20 +7,29 @@ the same database transaction, so the two never disagree.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, insert, select, update
+from sqlalchemy import Engine, create_engine, event, func, insert, inspect, select, update
 from sqlalchemy.exc import OperationalError
 
 from orchestrator.core.policy import PastRun
 from orchestrator.errors import AuditChainError, StoreUnavailable
 from orchestrator.models import AuditRecord, Incident, IncidentState, Outcome, OutcomeStatus
 from orchestrator.store import schema
-from orchestrator.store.audit import GENESIS, canonical, record_hash, verify_chain
+from orchestrator.store.audit import (
+    GENESIS,
+    canonical,
+    head_seal,
+    record_hash,
+    verify_chain,
+    write_marker,
+)
 
 log = logging.getLogger(__name__)
 RUN_STARTED = "started"  # runs.status (finished_at = started_at) until the outcome is written
@@ -40,7 +49,7 @@ class Store:
     """All durable state behind one SQLAlchemy engine."""
 
     def __init__(self, url: str, audit_key: bytes, actor: str = "selfheal",
-                 write_retry_s: float = 60.0) -> None:
+                 chain_marker: Path | None = None, write_retry_s: float = 60.0) -> None:
         self.engine: Engine = create_engine(url, future=True)
         if url.startswith("sqlite"):
             # Every transaction takes SQLite's write lock up front (BEGIN IMMEDIATE), so two
@@ -52,6 +61,8 @@ class Store:
         self.actor = actor
         self.write_retry_s = write_retry_s
         self._key = audit_key
+        self._marker = chain_marker  # None: only the database itself is checked
+        self._seal_unsealed_head()
 
     # -- audit -------------------------------------------------------------------------------
     def _append_audit(self, conn: Any, action: str, subject: str,
@@ -67,11 +78,14 @@ class Store:
         conn.execute(insert(schema.audit).values(
             seq=seq, at=at, actor=self.actor, action=action, subject=subject, payload=body,
             prev_hash=prev, hash=digest))
+        seal = head_seal(self._key, seq, digest)
         if last is None:
-            conn.execute(insert(schema.audit_head).values(id=1, seq=seq, hash=digest))
+            conn.execute(insert(schema.audit_head).values(id=1, seq=seq, hash=digest, seal=seal))
         else:
             conn.execute(update(schema.audit_head).where(schema.audit_head.c.id == 1)
-                         .values(seq=seq, hash=digest))
+                         .values(seq=seq, hash=digest, seal=seal))
+        if self._marker is not None and not self._marker.exists():
+            write_marker(self._marker)  # before commit: a marker too early is only a false alarm
 
     def audit(self, action: str, subject: str, payload: Mapping[str, Any] | None = None,
               at: float | None = None) -> None:
@@ -90,20 +104,50 @@ class Store:
                 for row in conn.execute(select(schema.audit).order_by(schema.audit.c.seq))]
 
     def verify_audit(self) -> int:
-        """Records checked; AuditChainError if any was edited, deleted or reordered."""
-        with self.engine.begin() as conn:  # head and records from one snapshot
+        """Records checked; AuditChainError if any was edited, deleted or reordered, if the
+        head was rewritten, or if the log was emptied."""
+        with self.engine.begin() as conn:  # head, records and the rest from one snapshot
             head = conn.execute(select(schema.audit_head)).first()
             records = self._records(conn)
+            held = _keyed_history(conn, with_audit=False)
         count = verify_chain(records, self._key)
         if head is None:
             if count:
                 raise AuditChainError("audit head record is missing: the log was tampered with")
+            if held:
+                raise AuditChainError(f"the audit log is empty but the database holds {held}; "
+                                      "each of those wrote an audit record: the log was emptied")
+            if self._marker is not None and self._marker.exists():
+                raise AuditChainError(
+                    f"the audit log is empty but {self._marker} says it has had records: the "
+                    "log was emptied. If you started a new database on purpose, run `selfheal "
+                    "audit init-key` to start a new chain")
             return 0
+        expected = head_seal(self._key, head.seq, head.hash)
+        if head.seal is None or not hmac.compare_digest(expected, head.seal):
+            raise AuditChainError(f"the audit head (record {head.seq}) was rewritten: its seal "
+                                  "does not match, so records at the end were deleted")
         if not records or records[-1].seq != head.seq or records[-1].hash != head.hash:
             last = records[-1].seq if records else 0
             raise AuditChainError(f"audit log ends at record {last} but its head says "
                                   f"{head.seq}: records at the end were deleted")
         return count
+
+    def _seal_unsealed_head(self) -> None:
+        """Databases made before the head was sealed: add the column and seal the head as it is,
+        once, and only while no marker says this install already seals (else a removed seal
+        would be re-made over a forged head)."""
+        if "seal" not in {c["name"] for c in inspect(self.engine).get_columns("audit_head")}:
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql("ALTER TABLE audit_head ADD COLUMN seal VARCHAR(64)")
+        if self._marker is None or self._marker.exists():
+            return
+        with self.engine.begin() as conn:
+            head = conn.execute(select(schema.audit_head)).first()
+            if head is not None and head.seal is None:
+                conn.execute(update(schema.audit_head).where(schema.audit_head.c.id == 1)
+                             .values(seal=head_seal(self._key, head.seq, head.hash)))
+                write_marker(self._marker)
 
     # -- incidents ---------------------------------------------------------------------------
     def open_incident(self, host: str, fault: str, now: float,
@@ -249,7 +293,9 @@ class Store:
                 self._append_audit(conn, f"ansible.{phase}", f"{host}/{remediation}", {
                     "incident": incident_id, "run": run_id, "check_mode": outcome.check_mode,
                     "status": outcome.status.value, "rc": outcome.rc,
-                    "seconds": round(outcome.seconds, 3)}, outcome.finished_at)
+                    "seconds": round(outcome.seconds, 3),
+                    **({"extra_hosts": list(outcome.extra_hosts)} if outcome.extra_hosts
+                       else {})}, outcome.finished_at)
 
         self._retrying(write, f"run {run_id} {host}/{remediation} {outcome.status.value}")
 
@@ -290,6 +336,28 @@ class Store:
             conn.execute(update(schema.runs).where(
                 schema.runs.c.incident_id == incident_id,
                 schema.runs.c.phase == "remediate").values(status="failed"))
+
+
+def _keyed_history(conn: Any, with_audit: bool = True) -> str:
+    """What the database holds that was written with the audit key ("" when nothing)."""
+    tables = [schema.incidents, schema.runs, schema.transitions]
+    if with_audit:
+        tables += [schema.audit, schema.audit_head]
+    present = set(inspect(conn).get_table_names())
+    counts = [(t.name, conn.execute(select(func.count()).select_from(t)).scalar_one())
+              for t in tables if t.name in present]
+    return ", ".join(f"{n} rows in {name}" for name, n in counts if n)
+
+
+def recorded_history(url: str) -> str:
+    """What the database at ``url`` holds that needs the audit key to verify ("" when it has
+    never recorded anything); read before a key may be created."""
+    engine = create_engine(url, future=True)
+    try:
+        with engine.connect() as conn:
+            return _keyed_history(conn)
+    finally:
+        engine.dispose()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -10,7 +10,7 @@ import pytest
 from orchestrator.core.lifecycle import IllegalTransition, advance
 from orchestrator.errors import AuditChainError
 from orchestrator.models import IncidentState as S, Outcome, OutcomeStatus
-from orchestrator.store.audit import load_or_create_key
+from orchestrator.store.audit import chain_marker, create_key, read_key
 from orchestrator.store.db import Store
 
 KEY = b"k" * 32
@@ -118,9 +118,63 @@ def test_recomputed_chain_without_the_key_is_caught(tmp_path: Path) -> None:
 
 def test_key_file_is_created_private_and_reused(tmp_path: Path) -> None:
     path = tmp_path / "state" / "audit.key"
-    key = load_or_create_key(path)
+    assert read_key(path) is None
+    key = create_key(path)
     assert len(key) == 64 and path.stat().st_mode & 0o777 == 0o600
-    assert load_or_create_key(path) == key
+    assert read_key(path) == key and create_key(path) == key  # a second creator gets the first
     path.write_bytes(b"short")
     with pytest.raises(AuditChainError, match="shorter than 32 bytes"):
-        load_or_create_key(path)
+        read_key(path)
+
+
+def test_deleting_the_tail_and_rewriting_the_head_is_caught(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    store = Store(f"sqlite:///{db}", KEY)
+    heal_one(store)
+    _tamper(db, "DELETE FROM audit WHERE seq >= 7; UPDATE audit_head SET seq = 6, "
+                "hash = (SELECT hash FROM audit WHERE seq = 6)")
+    assert [r.seq for r in store.audit_records()] == [1, 2, 3, 4, 5, 6]  # a valid short chain
+    with pytest.raises(AuditChainError, match=r"head \(record 6\) was rewritten"):
+        store.verify_audit()
+
+
+def test_an_emptied_log_is_caught_by_the_incidents_it_recorded(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    store = Store(f"sqlite:///{db}", KEY)
+    heal_one(store)
+    _tamper(db, "DELETE FROM audit; DELETE FROM audit_head")
+    with pytest.raises(AuditChainError, match="empty but the database holds 1 rows in incidents"):
+        store.verify_audit()
+
+
+def test_an_emptied_database_is_caught_by_the_marker(tmp_path: Path) -> None:
+    db, marker = tmp_path / "state.db", chain_marker(tmp_path / "audit.key")
+    store = Store(f"sqlite:///{db}", KEY, chain_marker=marker)
+    assert store.verify_audit() == 0 and not marker.exists()  # new and empty: intact
+    heal_one(store)
+    assert marker.exists()
+    _tamper(db, "DELETE FROM audit; DELETE FROM audit_head; DELETE FROM incidents; "
+                "DELETE FROM transitions; DELETE FROM runs")
+    with pytest.raises(AuditChainError, match=r"says it has had records.*audit init-key"):
+        store.verify_audit()
+
+
+def test_a_database_from_before_the_seal_is_sealed_once(tmp_path: Path) -> None:
+    db, marker = tmp_path / "state.db", chain_marker(tmp_path / "audit.key")
+    heal_one(Store(f"sqlite:///{db}", KEY, chain_marker=marker))
+    _tamper(db, "ALTER TABLE audit_head DROP COLUMN seal")
+    marker.unlink()  # as an install from before the seal and the marker
+    store = Store(f"sqlite:///{db}", KEY, chain_marker=marker)
+    assert store.verify_audit() == 8 and marker.exists()
+
+
+def test_a_removed_seal_is_not_made_again(tmp_path: Path) -> None:
+    """With the marker in place the store already sealed: a dropped seal column is tampering,
+    and re-sealing would bless a forged head."""
+    db, marker = tmp_path / "state.db", chain_marker(tmp_path / "audit.key")
+    heal_one(Store(f"sqlite:///{db}", KEY, chain_marker=marker))
+    _tamper(db, "DELETE FROM audit WHERE seq >= 7; ALTER TABLE audit_head DROP COLUMN seal; "
+                "UPDATE audit_head SET seq = 6, hash = (SELECT hash FROM audit WHERE seq = 6)")
+    store = Store(f"sqlite:///{db}", KEY, chain_marker=marker)
+    with pytest.raises(AuditChainError, match="was rewritten"):
+        store.verify_audit()
