@@ -9,9 +9,10 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import sys
-from collections.abc import Callable
-from dataclasses import asdict, is_dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import fields, is_dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
@@ -45,21 +46,29 @@ class State:
 
 
 def to_jsonable(value: Any) -> Any:
+    """Plain JSON data from records, enums and mappings, walking each field.
+
+    Not ``dataclasses.asdict``: it deep-copies every field, and the records' frozen label
+    mappings (``MappingProxyType``) cannot be copied, so a sweep with findings would crash.
+    NaN and infinities (an unknown sample) become null: JSON has no such numbers.
+    """
     if is_dataclass(value) and not isinstance(value, type):
-        return {k: to_jsonable(v) for k, v in asdict(value).items()}
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, Enum):
         return value.value
-    if isinstance(value, dict) or hasattr(value, "items"):
+    if isinstance(value, Mapping):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [to_jsonable(v) for v in value]
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     return value
 
 
 def emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(to_jsonable(data), indent=2, default=str) + "\n")
+    sys.stdout.write(json.dumps(to_jsonable(data), indent=2, default=str, allow_nan=False) + "\n")
 
 
 def handle_errors(fn: F) -> F:
