@@ -3,14 +3,15 @@
 Called by ``engine`` once per sweep (``observe``) and during verification (``observe`` again with
 the one signal being verified). Each returned series is mapped to an inventory host through the
 host part of its ``instance`` label. A label that does not look like a host:port is refused and
-logged; a series whose target was not scraped within ``max_staleness_s`` is UNKNOWN; when
-Prometheus does not answer, ``SourceUnavailable`` is raised and the caller treats every host as
-UNKNOWN.
+logged; a series whose target was not scraped within ``max_staleness_s``, or whose value is NaN
+or an infinity, is UNKNOWN; when Prometheus does not answer, ``SourceUnavailable`` is raised and
+the caller treats every host as UNKNOWN.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -135,6 +136,11 @@ class PrometheusSource:
     def _judge(self, signal: Signal, host: str, series: dict[str, Any], metric: dict[str, str],
                scraped: _Freshness, now: float) -> Finding:
         value = float(series["value"][1])
+        if not math.isfinite(value):  # NaN or ±Inf: a division by zero, a broken exporter
+            return Finding(host=host, signal=signal.name, health=Health.UNKNOWN, observed_at=now,
+                           source="prometheus", labels=metric,
+                           evidence=(f"{signal.promql} = {value}: not a number, so "
+                                     f"{signal.name} is unknown (neither healthy nor firing)",))
         sampled = scraped.last(metric.get("job", ""), metric.get(self.settings.instance_label, ""))
         if sampled is None:
             return Finding(host=host, signal=signal.name, health=Health.UNKNOWN, observed_at=now,
