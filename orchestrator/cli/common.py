@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from orchestrator.config import Settings, load_settings
 from orchestrator.errors import SelfhealError
@@ -82,7 +83,7 @@ def handle_errors(fn: F) -> F:
             if kwargs.get("json_output"):
                 emit_json({"error": type(exc).__name__, "message": str(exc)})
             else:
-                err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+                err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(ERROR) from exc
         except (typer.Exit, KeyboardInterrupt):
             raise
@@ -91,8 +92,8 @@ def handle_errors(fn: F) -> F:
             if kwargs.get("json_output"):
                 emit_json({"error": type(exc).__name__, "message": str(exc)})
             else:
-                err_console.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc}",
-                                  highlight=False)
+                err_console.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: "
+                                  f"{escape(str(exc))}", highlight=False)
             raise typer.Exit(ERROR) from exc
 
     return wrapper  # type: ignore[return-value]
