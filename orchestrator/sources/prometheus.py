@@ -21,6 +21,7 @@ from orchestrator.config import PrometheusSettings
 from orchestrator.core.faults import Signal
 from orchestrator.errors import SourceUnavailable
 from orchestrator.models import Finding, Health
+from orchestrator.sources.client import open_client
 
 log = logging.getLogger(__name__)
 
@@ -39,20 +40,20 @@ def instance_host(instance: str) -> str | None:
 
 
 def connect(settings: PrometheusSettings) -> QueryFn:
-    """A query function over prometheus-api-client with a short, bounded retry."""
-    from prometheus_api_client import PrometheusConnect
+    """A query function over prometheus-api-client with a short, bounded retry.
+
+    Authenticates as ``settings`` say (``sources.client``); a failure raises
+    ``SourceUnavailable`` whose message names the cause and holds no secret.
+    """
     from urllib3.util.retry import Retry
 
-    client = PrometheusConnect(url=settings.url, disable_ssl=False,
-                               retry=Retry(total=1, backoff_factor=0.1),
-                               timeout=settings.timeout_s)
+    client, how = open_client(settings, Retry(total=1, backoff_factor=0.1), settings.timeout_s)
 
     def query(promql: str) -> list[dict[str, Any]]:
         try:
             return list(client.custom_query(promql))
         except Exception as exc:  # requests and the client raise many kinds; all mean "no data"
-            raise SourceUnavailable(f"Prometheus at {settings.url} did not answer {promql!r}: "
-                                    f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+            raise SourceUnavailable(how.explain(exc, repr(promql))) from exc
 
     return query
 

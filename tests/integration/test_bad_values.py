@@ -15,19 +15,19 @@ from tests.integration.conftest import Exporter, RealPrometheus
 
 pytestmark = pytest.mark.integration
 
-HOSTS = {"127.0.4.1": "nan1", "127.0.4.2": "inf2", "127.0.4.3": "ninf3", "127.0.4.4": "ok4"}
+HOSTS = {"127.0.42.1": "nan1", "127.0.42.2": "inf2", "127.0.42.3": "ninf3", "127.0.42.4": "ok4"}
 
 
 @pytest.mark.parametrize("firing_when", ["== 0", "!= 1", "> 0.5"])
 def test_nan_and_infinite_samples_are_unknown(prometheus: RealPrometheus, exporter: Exporter,
                                               firing_when: str) -> None:
     g = exporter.gauge
-    g.labels("127.0.4.1:8080", "bad-values").set(math.nan)
-    g.labels("127.0.4.2:8080", "bad-values").set(math.inf)
-    g.labels("127.0.4.3:8080", "bad-values").set(-math.inf)
-    g.labels("127.0.4.4:8080", "bad-values").set(1)
-    prometheus.wait_for('selfheal_test_service_up{unit="bad-values",instance="127.0.4.4:8080"}')
-    prometheus.wait_for('selfheal_test_service_up{unit="bad-values",instance="127.0.4.3:8080"}')
+    g.labels("127.0.42.1:8080", "bad-values").set(math.nan)
+    g.labels("127.0.42.2:8080", "bad-values").set(math.inf)
+    g.labels("127.0.42.3:8080", "bad-values").set(-math.inf)
+    g.labels("127.0.42.4:8080", "bad-values").set(1)
+    prometheus.wait_for('selfheal_test_service_up{unit="bad-values",instance="127.0.42.4:8080"}')
+    prometheus.wait_for('selfheal_test_service_up{unit="bad-values",instance="127.0.42.3:8080"}')
     signal = Signal(name="service_up", promql='selfheal_test_service_up{unit="bad-values"}',
                     firing_when=firing_when)
     settings = PrometheusSettings(url=prometheus.url)

@@ -64,19 +64,20 @@ def world(tmp_path: Path, prometheus: RealPrometheus, exporter: Exporter) -> Ite
     (rules / "faults.yml").write_text(FAULTS)
     (rules / "detection.yml").write_text(DETECTION)
     (tmp_path / "hosts.ini").write_text(
-        "o1 ansible_connection=local selfheal_prometheus_host=127.0.3.1\n"
-        "o2 ansible_connection=local selfheal_prometheus_host=127.0.3.2\n")
+        "o1 ansible_connection=local selfheal_prometheus_host=127.0.41.1\n"
+        "o2 ansible_connection=local selfheal_prometheus_host=127.0.41.2\n")
     config = tmp_path / "selfheal.yml"
     config.write_text(f"prometheus: {{url: '{prometheus.url}'}}\n"
                       "inventory: {path: hosts.ini}\nrules: {dir: rules}\nstate: {dir: state}\n")
     g = exporter.gauge
-    g.labels("127.0.3.1:8080", "out-svc").set(0)  # o1's service is down
-    g.labels("127.0.3.2:8080", "out-svc").set(1)
-    g.labels("127.0.3.1:9100", "out-load").set(0.97)  # o1 crosses the detector threshold
-    g.labels("127.0.3.2:9100", "out-load").set(0.2)
-    prometheus.wait_for('selfheal_test_service_up{unit="out-svc",instance="127.0.3.1:8080"} == 0')
-    prometheus.wait_for('selfheal_test_service_up{unit="out-load",instance="127.0.3.1:9100"} > 0.9')
-    prometheus.wait_for('selfheal_test_service_up{unit="out-load",instance="127.0.3.2:9100"}')
+    g.labels("127.0.41.1:8080", "out-svc").set(0)  # o1's service is down
+    g.labels("127.0.41.2:8080", "out-svc").set(1)
+    g.labels("127.0.41.1:9100", "out-load").set(0.97)  # o1 crosses the detector threshold
+    g.labels("127.0.41.2:9100", "out-load").set(0.2)
+    for ready in ('{unit="out-svc",instance="127.0.41.1:8080"} == 0',
+                  '{unit="out-load",instance="127.0.41.1:9100"} > 0.9',
+                  '{unit="out-load",instance="127.0.41.2:9100"}'):
+        prometheus.wait_for(f"selfheal_test_service_up{ready}")
     yield World(config)
 
 
@@ -86,7 +87,7 @@ def test_sweep_json_with_a_diagnosis_an_incident_and_a_detector_finding(world: W
     assert hosts["o1"]["health"] == "firing" and hosts["o2"]["health"] == "healthy"
     (diagnosis,) = hosts["o1"]["diagnoses"]
     assert diagnosis["fault"] == "out_crash"
-    assert diagnosis["labels"]["instance"] == "127.0.3.1:8080"
+    assert diagnosis["labels"]["instance"] == "127.0.41.1:8080"
     (action,) = report["actions"]
     assert action["state"] == "escalated" and action["incident_id"] == 1
     (finding,) = report["anomalies"]["findings"]
@@ -140,7 +141,7 @@ def test_incidents_list_show_and_audit_log_after_a_sweep(world: World) -> None:
 def test_remediate_check_json_and_table(world: World) -> None:
     """A check-mode run on a local host: the Outcome prints as JSON and as text."""
     args = ("remediate", "o2", "service_restart", "-p", "unit=selfheal-absent.service",
-            "-p", "instance=127.0.3.2:8080", "--check")
+            "-p", "instance=127.0.41.2:8080", "--check")
     outcome = world.json(*args)
     assert "check_mode" in outcome, outcome
     assert outcome["check_mode"] is True
