@@ -10,6 +10,7 @@ holds no secret: the URL is shown redacted and any secret text is replaced by ``
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from urllib.parse import unquote, urlsplit
 from orchestrator.config import PrometheusSettings
 from orchestrator.errors import ConfigError
 
+log = logging.getLogger(__name__)
 CHECK_URL = "check that it runs and that prometheus.url (SELFHEAL_PROMETHEUS__URL) points at it"
 CHECK_AUTH = ("check prometheus.username with password_file (or SELFHEAL_PROMETHEUS__PASSWORD), "
               "or bearer_token_file (or SELFHEAL_PROMETHEUS__BEARER_TOKEN); see "
@@ -62,6 +64,9 @@ def _secret_file(path: Path, setting: str) -> str:
                           "secret there (readable by this user only) or unset the setting") from exc
     if not secret:
         raise ConfigError(f"prometheus.{setting}: {path} is empty; write the secret there")
+    if path.stat().st_mode & 0o077:
+        log.warning("secret file is readable by other users; chmod 600 it",
+                    extra={"setting": f"prometheus.{setting}", "file": str(path)})
     return secret
 
 

@@ -298,3 +298,14 @@ def test_a_password_in_the_url_of_a_prometheus_that_is_down_is_redacted() -> Non
     with pytest.raises(SourceUnavailable, match="did not answer") as err:
         observe(settings)
     assert f"http://{USER}:***@127.0.0.1" in str(err.value) and PASSWORD not in str(err.value)
+
+
+def test_a_secret_file_others_can_read_is_used_with_a_warning(
+        guarded: GuardedPrometheus, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    loose = secret_file(tmp_path, PASSWORD)
+    loose.chmod(0o644)
+    settings = PrometheusSettings(url=guarded.url, username=USER, ca_file=guarded.ca,
+                                  password_file=loose)
+    with caplog.at_level(logging.WARNING):
+        assert observe(settings)["a1"] is Health.FIRING
+    assert "readable by other users" in caplog.text and PASSWORD not in caplog.text
