@@ -87,9 +87,11 @@ class Verdict(StrEnum):
 
     RUN = "run"
     ASK = "ask"  # needs human approval (risk tier, mode)
-    REFUSE = "refuse"  # a limit says no: escalate to a human
+    REFUSE = "refuse"  # never acceptable as planned (protected unit, flapping): escalate
+    HOLD = "hold"  # a limit says wait (too much broken, blast radius, cooldown, breaker, mode):
+    # page once, resume by itself when the limit clears
     SUPPRESS = "suppress"  # maintenance window: leave the host alone, quietly
-    DEFER = "defer"  # too many fixes running now: try again next sweep
+    DEFER = "defer"  # too many fixes running now: try again next sweep, quietly
     DRY_RUN = "dry_run"
 
 
@@ -137,6 +139,7 @@ class IncidentState(StrEnum):
     DIAGNOSED = "diagnosed"
     PLANNED = "planned"
     AWAITING_APPROVAL = "awaiting_approval"
+    HELD = "held"  # a guardrail limit says wait; resumes by itself when the limit clears
     REMEDIATING = "remediating"
     VERIFYING = "verifying"
     RESOLVED = "resolved"

@@ -8,17 +8,22 @@ the same database transaction, so the two never disagree.
 from __future__ import annotations
 
 import json
+import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, insert, select, update
+from sqlalchemy.exc import OperationalError
 
 from orchestrator.core.policy import PastRun
-from orchestrator.errors import AuditChainError
+from orchestrator.errors import AuditChainError, StoreUnavailable
 from orchestrator.models import AuditRecord, Incident, IncidentState, Outcome, OutcomeStatus
 from orchestrator.store import schema
 from orchestrator.store.audit import GENESIS, canonical, record_hash, verify_chain
+
+log = logging.getLogger(__name__)
+RUN_STARTED = "started"  # runs.status (finished_at = started_at) until the outcome is written
 
 
 def _row_to_incident(row: Any) -> Incident:
@@ -34,7 +39,8 @@ def _row_to_incident(row: Any) -> Incident:
 class Store:
     """All durable state behind one SQLAlchemy engine."""
 
-    def __init__(self, url: str, audit_key: bytes, actor: str = "selfheal") -> None:
+    def __init__(self, url: str, audit_key: bytes, actor: str = "selfheal",
+                 write_retry_s: float = 60.0) -> None:
         self.engine: Engine = create_engine(url, future=True)
         if url.startswith("sqlite"):
             # Every transaction takes SQLite's write lock up front (BEGIN IMMEDIATE), so two
@@ -44,6 +50,7 @@ class Store:
                 "BEGIN IMMEDIATE"))
         schema.metadata.create_all(self.engine)
         self.actor = actor
+        self.write_retry_s = write_retry_s
         self._key = audit_key
 
     # -- audit -------------------------------------------------------------------------------
@@ -126,22 +133,28 @@ class Store:
             "resolved_at": after.resolved_at, "cleared_at": after.cleared_at,
             "detail": dict(after.detail),
         }
-        with self.engine.begin() as conn:
-            changed = conn.execute(update(schema.incidents).where(
-                schema.incidents.c.id == before.id,
-                schema.incidents.c.state == before.state.value).values(**values)).rowcount
-            if changed != 1:
-                from orchestrator.core.lifecycle import IllegalTransition
 
-                raise IllegalTransition(f"incident {before.id} was changed by another writer")
-            if before.state != after.state:
-                conn.execute(insert(schema.transitions).values(
-                    incident_id=before.id, from_state=before.state.value,
-                    to_state=after.state.value, at=after.updated_at, note=note))
-                self._append_audit(conn, f"incident.{after.state.value}",
-                                   f"{after.host}/{after.fault}",
-                                   {"incident": before.id, "from": before.state.value,
-                                    "note": note}, after.updated_at)
+        def write() -> None:
+            with self.engine.begin() as conn:
+                changed = conn.execute(update(schema.incidents).where(
+                    schema.incidents.c.id == before.id,
+                    schema.incidents.c.state == before.state.value).values(**values)).rowcount
+                if changed != 1:
+                    from orchestrator.core.lifecycle import IllegalTransition
+
+                    raise IllegalTransition(f"incident {before.id} was changed by another "
+                                            "writer")
+                if before.state != after.state:
+                    conn.execute(insert(schema.transitions).values(
+                        incident_id=before.id, from_state=before.state.value,
+                        to_state=after.state.value, at=after.updated_at, note=note))
+                    self._append_audit(conn, f"incident.{after.state.value}",
+                                       f"{after.host}/{after.fault}",
+                                       {"incident": before.id, "from": before.state.value,
+                                        "note": note}, after.updated_at)
+
+        self._retrying(write, f"incident {before.id} {before.state.value} -> "
+                              f"{after.state.value}")
         return after
 
     def get(self, incident_id: int) -> Incident | None:
@@ -170,8 +183,11 @@ class Store:
             return [_row_to_incident(r) for r in conn.execute(query)]
 
     def approve(self, incident: Incident, by: str, now: float) -> None:
-        """Record a human's approval and its audit record in one transaction."""
-        detail = {**incident.detail, "approved_by": by, "approved_at": now}
+        """Record a human's approval of the incident's current plan (its digest) and its audit
+        record in one transaction; a later change of the plan needs a new approval."""
+        digest = incident.detail.get("plan_digest")
+        detail = {**incident.detail, "approved_by": by, "approved_at": now,
+                  "approved_digest": digest}
         with self.engine.begin() as conn:
             changed = conn.execute(update(schema.incidents).where(
                 schema.incidents.c.id == incident.id,
@@ -181,6 +197,15 @@ class Store:
 
                 raise IllegalTransition(f"incident {incident.id} was changed by another writer")
             self._append_audit(conn, "incident.approved", f"{incident.host}/{incident.fault}",
+                               {"incident": incident.id, "by": by, "plan_digest": digest}, now)
+
+    def hand_back(self, incident: Incident, by: str, now: float) -> None:
+        """A human takes an ended incident back into the loop (``incidents retry``): it stops
+        blocking its host and fault, and a new incident is opened by the caller."""
+        with self.engine.begin() as conn:
+            conn.execute(update(schema.incidents).where(schema.incidents.c.id == incident.id)
+                         .values(cleared_at=now))
+            self._append_audit(conn, "incident.retried", f"{incident.host}/{incident.fault}",
                                {"incident": incident.id, "by": by}, now)
 
     def mark_cleared(self, incident: Incident, now: float) -> None:
@@ -199,23 +224,63 @@ class Store:
                     for r in rows]
 
     # -- runs --------------------------------------------------------------------------------
-    def record_run(self, incident_id: int | None, host: str, remediation: str, phase: str,
-                   outcome: Outcome) -> None:
+    def start_run(self, incident_id: int | None, host: str, remediation: str, phase: str,
+                  check_mode: bool, started_at: float) -> int:
+        """Write "run started" before the play starts, so a run whose controller died still
+        counts for the cooldown and the circuit breaker (as a run with an unknown outcome)."""
         with self.engine.begin() as conn:
-            conn.execute(insert(schema.runs).values(
+            key = conn.execute(insert(schema.runs).values(
                 incident_id=incident_id, host=host, remediation=remediation, phase=phase,
-                check_mode=outcome.check_mode, started_at=outcome.started_at,
-                finished_at=outcome.finished_at, status=outcome.status.value))
-            self._append_audit(conn, f"ansible.{phase}", f"{host}/{remediation}", {
-                "incident": incident_id, "check_mode": outcome.check_mode,
-                "status": outcome.status.value, "rc": outcome.rc,
-                "seconds": round(outcome.seconds, 3)}, outcome.finished_at)
+                check_mode=check_mode, started_at=started_at, finished_at=started_at,
+                status=RUN_STARTED)).inserted_primary_key
+            assert key is not None
+            self._append_audit(conn, f"ansible.{phase}.started", f"{host}/{remediation}", {
+                "incident": incident_id, "check_mode": check_mode, "run": key[0]}, started_at)
+        return int(key[0])
+
+    def finish_run(self, run_id: int, host: str, remediation: str, phase: str,
+                   outcome: Outcome, incident_id: int | None = None) -> None:
+        """Record how a started run ended; retried while the database is busy, never dropped."""
+
+        def write() -> None:
+            with self.engine.begin() as conn:
+                conn.execute(update(schema.runs).where(schema.runs.c.id == run_id).values(
+                    finished_at=outcome.finished_at, status=outcome.status.value))
+                self._append_audit(conn, f"ansible.{phase}", f"{host}/{remediation}", {
+                    "incident": incident_id, "run": run_id, "check_mode": outcome.check_mode,
+                    "status": outcome.status.value, "rc": outcome.rc,
+                    "seconds": round(outcome.seconds, 3)}, outcome.finished_at)
+
+        self._retrying(write, f"run {run_id} {host}/{remediation} {outcome.status.value}")
+
+    def _retrying(self, write: Callable[[], None], what: str) -> None:
+        """Retry a write while the database is locked or unreachable (a backup holding SQLite's
+        lock, a PostgreSQL failover); after ``write_retry_s`` the error is raised, and logged
+        with what was being written, so it is never silently lost."""
+        deadline = time.monotonic() + self.write_retry_s
+        delay = 0.1
+        while True:
+            try:
+                write()
+                return
+            except OperationalError as exc:
+                if time.monotonic() + delay > deadline:
+                    log.error("store write failed; giving up", extra={"write": what,
+                                                                      "error": str(exc)[:300]})
+                    raise StoreUnavailable(f"could not write {what} to the store: "
+                                           f"{str(exc)[:200]}") from exc
+                log.warning("store write failed; retrying", extra={
+                    "write": what, "retry_in_s": delay, "error": str(exc)[:200]})
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     def history(self, since: float) -> list[PastRun]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(schema.runs).where(
                 schema.runs.c.started_at >= since, schema.runs.c.check_mode.is_(False),
                 schema.runs.c.phase == "remediate"))
+            # a run still marked started either runs now or its controller died: its outcome is
+            # unknown, so it counts against the breaker (never as a success)
             return [PastRun(r.host, r.remediation, r.started_at,
                             r.status != OutcomeStatus.SUCCEEDED.value) for r in rows]
 

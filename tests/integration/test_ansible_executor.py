@@ -136,8 +136,9 @@ def test_secrets_stay_out_of_artifacts_store_and_logs(tmp_path: Path,
     (tmp_path / "state").mkdir()
     store = Store(f"sqlite:///{tmp_path / 'state' / 'db.sqlite'}", b"k" * 32)
     caplog.set_level(logging.DEBUG)
+    run = store.start_run(None, "localhost", "write_param", "remediate", False, 0.0)
     outcome = executor.run(plan("hello", tmp_path / "out.txt"))
-    store.record_run(None, "localhost", "write_param", "remediate", outcome)
+    store.finish_run(run, "localhost", "write_param", "remediate", outcome)
     assert outcome.status is OutcomeStatus.SUCCEEDED
     leaked = [p for p in (tmp_path / "state").rglob("*") if p.is_file()
               and secret.encode() in p.read_bytes()]

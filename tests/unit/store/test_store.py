@@ -25,8 +25,9 @@ def heal_one(store: Store) -> int:
     i = store.open_incident("vps2", "service_crash", 10.0, {"evidence": ["up == 0"]})
     for n, state in enumerate((S.DIAGNOSED, S.PLANNED, S.REMEDIATING, S.VERIFYING, S.RESOLVED)):
         i = store.save_transition(i, advance(i, state, 11.0 + n), f"to {state}")
-    store.record_run(i.id, "vps2", "service_restart", "remediate",
-                     Outcome(OutcomeStatus.SUCCEEDED, 13.0, 14.5, False, rc=0))
+    run = store.start_run(i.id, "vps2", "service_restart", "remediate", False, 13.0)
+    store.finish_run(run, "vps2", "service_restart", "remediate",
+                     Outcome(OutcomeStatus.SUCCEEDED, 13.0, 14.5, False, rc=0), i.id)
     return i.id
 
 
@@ -36,7 +37,7 @@ def test_transitions_and_audit_are_written(store: Store) -> None:
     assert incident is not None and incident.state is S.RESOLVED
     assert [t["to"] for t in store.transitions(iid)] == [
         "detected", "diagnosed", "planned", "remediating", "verifying", "resolved"]
-    assert store.verify_audit() == 7  # 6 incident records + 1 ansible run
+    assert store.verify_audit() == 8  # 6 incident records + run started + run finished
     assert store.history(0)[0].host == "vps2"
 
 
@@ -63,7 +64,7 @@ def _tamper(path: Path, sql: str) -> None:
 @pytest.mark.parametrize("sql, expected", [
     ("UPDATE audit SET subject = 'vps9/service_crash' WHERE seq = 3", "record 3 .* was edited"),
     ("DELETE FROM audit WHERE seq = 4", "record 4 is missing"),
-    ("DELETE FROM audit WHERE seq = 7", "records at the end were deleted"),
+    ("DELETE FROM audit WHERE seq = 8", "records at the end were deleted"),
     ("UPDATE audit SET seq = -1 WHERE seq = 2; UPDATE audit SET seq = 2 WHERE seq = 3; "
      "UPDATE audit SET seq = 3 WHERE seq = -1", "record 2: previous-hash link broken"),
 ])
@@ -71,7 +72,7 @@ def test_audit_verify_fails_on_tampering(tmp_path: Path, sql: str, expected: str
     db = tmp_path / "state.db"
     store = Store(f"sqlite:///{db}", KEY)
     heal_one(store)
-    assert store.verify_audit() == 7
+    assert store.verify_audit() == 8
     _tamper(db, sql)
     with pytest.raises(AuditChainError, match=expected):
         store.verify_audit()
