@@ -139,11 +139,13 @@ def test_incidents_list_show_and_audit_log_after_a_sweep(world: World) -> None:
 
 
 def test_remediate_check_json_and_table(world: World) -> None:
-    """A check-mode run on a local host: the Outcome prints as JSON and as text."""
+    """A check-mode run on a local host: the plan and its Outcome print as JSON and as text."""
     args = ("remediate", "o2", "service_restart", "-p", "unit=selfheal-absent.service",
-            "-p", "instance=127.0.41.2:8080", "--check")
-    outcome = world.json(*args)
-    assert "check_mode" in outcome, outcome
+            "-p", "instance=127.0.41.2:8080", "--check", "--by", "tester")
+    shown = world.json(*args)
+    assert shown["by"] == "tester" and shown["params"]["unit"] == "selfheal-absent.service"
+    outcome = shown["outcome"]
+    assert outcome is not None, shown
     assert outcome["check_mode"] is True
     assert outcome["status"] in ("succeeded", "failed")
     assert isinstance(outcome["messages"], list)
