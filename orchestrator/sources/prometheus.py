@@ -5,7 +5,8 @@ the one signal being verified). Each returned series is mapped to an inventory h
 host part of its ``instance`` label. A label that does not look like a host:port is refused and
 logged; a series whose target was not scraped within ``max_staleness_s``, or whose value is NaN
 or an infinity, is UNKNOWN; when Prometheus does not answer, ``SourceUnavailable`` is raised and
-the caller treats every host as UNKNOWN.
+the caller treats every host as UNKNOWN. The HTTP client (credentials, CA file, error text
+without secrets) comes from ``sources.client``.
 """
 
 from __future__ import annotations
