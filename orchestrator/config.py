@@ -12,9 +12,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orchestrator.errors import ConfigError
@@ -32,14 +33,51 @@ class _Group(BaseModel):
 
 
 class PrometheusSettings(_Group):
-    """Where the fleet's metrics live."""
+    """Where the fleet's metrics live, and how to prove who we are to it.
 
-    url: str = Field("http://127.0.0.1:9090", description="Prometheus base URL")
+    Secrets come from a file (``password_file``, ``bearer_token_file``: mode 0600, read on each
+    start of a controller) or from the environment (``SELFHEAL_PROMETHEUS__PASSWORD``,
+    ``SELFHEAL_PROMETHEUS__BEARER_TOKEN``); never write them into selfheal.yml. They never appear
+    in logs, errors or ``--json``; a ``user:password@`` in ``url`` is redacted wherever the URL is
+    shown. See docs/prometheus-auth.md.
+    """
+
+    url: str = Field("http://127.0.0.1:9090", description="Prometheus base URL (http or https)")
     timeout_s: float = Field(5.0, gt=0, description="per-request timeout")
     max_staleness_s: float = Field(
         30.0, gt=0, description="a sample older than this is 'unknown', never 'healthy'"
     )
     instance_label: str = Field("instance", description="label naming a scrape target")
+    username: str | None = Field(None, min_length=1, description="HTTP basic auth user")
+    password: SecretStr | None = Field(
+        None, description="basic auth password; set it through SELFHEAL_PROMETHEUS__PASSWORD")
+    password_file: Path | None = Field(None, description="file holding the basic auth password")
+    bearer_token: SecretStr | None = Field(
+        None, description="bearer token; set it through SELFHEAL_PROMETHEUS__BEARER_TOKEN")
+    bearer_token_file: Path | None = Field(None, description="file holding the bearer token")
+    ca_file: Path | None = Field(
+        None, description="PEM CA bundle that signed an https Prometheus's certificate")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("write http://HOST:PORT or https://HOST:PORT")
+        return v
+
+    @property
+    def redacted_url(self) -> str:
+        """``url`` as shown in messages: the password of a ``user:password@`` is ``***``."""
+        parts = urlsplit(self.url)
+        if parts.password is None:
+            return self.url
+        host = parts.netloc.rpartition("@")[2]
+        return parts._replace(netloc=f"{parts.username}:***@{host}").geturl()
+
+    def __repr_args__(self) -> Any:  # a user:password in the URL stays out of reprs and logs
+        for key, value in super().__repr_args__():
+            yield key, (self.redacted_url if key == "url" else value)
 
 
 class InventorySettings(_Group):
@@ -123,7 +161,9 @@ def config_path(explicit: Path | None) -> Path | None:
 
 def _absolutise(data: dict[str, Any], base: Path) -> None:
     for group, key in (("inventory", "path"), ("ansible", "project_dir"), ("state", "dir"),
-                       ("state", "audit_key_file"), ("rules", "dir")):
+                       ("state", "audit_key_file"), ("rules", "dir"),
+                       ("prometheus", "password_file"), ("prometheus", "bearer_token_file"),
+                       ("prometheus", "ca_file")):
         section = data.get(group)
         if isinstance(section, dict) and isinstance(section.get(key), str):
             p = Path(section[key]).expanduser()
