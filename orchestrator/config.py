@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orchestrator.errors import ConfigError
@@ -85,6 +85,20 @@ class RulesSettings(_Group):
     dir: Path = Field(PROJECT_ROOT / "rules")
 
 
+class NotifySettings(_Group):
+    """Who is told when an incident needs a human (escalated, awaiting approval, rolled back,
+    held): apprise URLs, e.g. ``slack://T/B/C``, ``jsons://hooks.example.net/selfheal``,
+    ``mailtos://user:password@mail.example.net?to=ops@example.net``."""
+
+    urls: list[SecretStr] = Field(
+        default_factory=list, description="apprise URLs; they may hold tokens, so prefer "
+        "urls_file or SELFHEAL_NOTIFY__URLS (a JSON list) over the settings file")
+    urls_file: Path | None = Field(
+        None, description="file with one apprise URL a line (# comments); keep it mode 0600")
+    timeout_s: float = Field(
+        10.0, gt=0, le=120, description="longest a notification may hold up a sweep")
+
+
 class LogSettings(_Group):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "console"] = "console"
@@ -103,6 +117,7 @@ class Settings(BaseSettings):
     state: StateSettings = StateSettings()
     rules: RulesSettings = RulesSettings()
     log: LogSettings = LogSettings()
+    notify: NotifySettings = NotifySettings()
     source_file: Path | None = Field(None, exclude=True)
 
 
@@ -123,7 +138,8 @@ def config_path(explicit: Path | None) -> Path | None:
 
 def _absolutise(data: dict[str, Any], base: Path) -> None:
     for group, key in (("inventory", "path"), ("ansible", "project_dir"), ("state", "dir"),
-                       ("state", "audit_key_file"), ("rules", "dir")):
+                       ("state", "audit_key_file"), ("rules", "dir"),
+                       ("notify", "urls_file")):
         section = data.get(group)
         if isinstance(section, dict) and isinstance(section.get(key), str):
             p = Path(section[key]).expanduser()
