@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orchestrator.errors import ConfigError
@@ -99,6 +99,22 @@ class NotifySettings(_Group):
         10.0, gt=0, le=120, description="longest a notification may hold up a sweep")
 
 
+class HealthSettings(_Group):
+    """selfheal's own health for Prometheus, written after each sweep."""
+
+    textfile_path: Path | None = Field(
+        None, description="a *.prom file in node_exporter's --collector.textfile.directory; "
+        "unset writes nothing")
+
+    @field_validator("textfile_path")
+    @classmethod
+    def _prom_suffix(cls, value: Path | None) -> Path | None:
+        if value is not None and value.suffix != ".prom":
+            raise ValueError(f"{value}: node_exporter reads only files ending in .prom; "
+                             "name it e.g. selfheal.prom")
+        return value
+
+
 class LogSettings(_Group):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "console"] = "console"
@@ -118,6 +134,7 @@ class Settings(BaseSettings):
     rules: RulesSettings = RulesSettings()
     log: LogSettings = LogSettings()
     notify: NotifySettings = NotifySettings()
+    health: HealthSettings = HealthSettings()
     source_file: Path | None = Field(None, exclude=True)
 
 
@@ -139,7 +156,7 @@ def config_path(explicit: Path | None) -> Path | None:
 def _absolutise(data: dict[str, Any], base: Path) -> None:
     for group, key in (("inventory", "path"), ("ansible", "project_dir"), ("state", "dir"),
                        ("state", "audit_key_file"), ("rules", "dir"),
-                       ("notify", "urls_file")):
+                       ("notify", "urls_file"), ("health", "textfile_path")):
         section = data.get(group)
         if isinstance(section, dict) and isinstance(section.get(key), str):
             p = Path(section[key]).expanduser()
