@@ -18,7 +18,7 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -41,6 +41,7 @@ WHAT_TO_DO = {
 _SCHEME = re.compile(r"^([a-z][a-z0-9+.-]{0,31})://", re.IGNORECASE)
 _USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
 MAX_REASONS = 1000
+PATIENCE = 3  # a send the caller stopped waiting for may take this many timeouts to finish
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class Notifier:
         self.timeout_s = timeout_s
         self.problems = tuple(problems)  # configured entries that could not be used
         self._told: set[tuple[int, str]] = set()
+        self._stalled: dict[str, int] = {}  # target name -> sends the caller stopped waiting for
         self._lock = threading.Lock()
 
     @classmethod
@@ -131,26 +133,57 @@ class Notifier:
                     "target": d.target, "reason": d.reason})
 
     def send(self, title: str, body: str, kind: str = "info") -> list[Delivery]:
-        """Send to every target at once; whatever has not answered within ``timeout_s`` is
-        reported as not delivered and left to finish (or time out) on its own."""
-        results: list[Delivery | None] = [None] * len(self.targets)
-        threads = []
-        for i, target in enumerate(self.targets):
-            thread = threading.Thread(target=self._deliver_into, daemon=True,
-                                      name=f"notify-{i}", args=(results, i, target, title,
-                                                                body, kind))
-            thread.start()
-            threads.append(thread)
+        """Send to every target at once and wait at most ``timeout_s`` in all. A target that
+        has not answered by then is reported as not delivered and left to finish on its own
+        (its outcome is logged when it comes); while it is still stalled, later messages to it
+        are sent without waiting, so a fleet-wide outage never costs a sweep more than one
+        timeout."""
+        sends = [_Send(target) for target in self.targets]
+        for i, one in enumerate(sends):
+            threading.Thread(target=self._run, args=(one, title, body, kind), daemon=True,
+                             name=f"notify-{i}").start()
         deadline = time.monotonic() + self.timeout_s
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        return [r if r is not None else Delivery(
-            t.name, False, f"no answer within {self.timeout_s:g}s (notify.timeout_s); "
-                           "gave up waiting") for r, t in zip(results, self.targets, strict=True)]
+        deliveries = []
+        for one in sends:
+            name = one.target.name
+            with self._lock:
+                stalled = self._stalled.get(name, 0) > 0
+            one.done.wait(0.0 if stalled else max(0.0, deadline - time.monotonic()))
+            with self._lock:
+                if not one.done.is_set():
+                    one.abandoned = True
+                    self._stalled[name] = self._stalled.get(name, 0) + 1
+            if not one.abandoned:
+                deliveries.append(one.result)
+                continue
+            why = ("the receiver has not answered an earlier message yet; sent without "
+                   "waiting" if stalled else
+                   f"no answer within {self.timeout_s:g}s (notify.timeout_s); still trying")
+            deliveries.append(Delivery(name, False, f"{why}; the outcome is logged when it comes"))
+        return deliveries
 
-    def _deliver_into(self, results: list[Delivery | None], i: int, target: Target,
-                      title: str, body: str, kind: str) -> None:
-        results[i] = _deliver(target, title, body, kind, self.timeout_s)
+    def _run(self, one: _Send, title: str, body: str, kind: str) -> None:
+        result = _deliver(one.target, title, body, kind, self.timeout_s)
+        with self._lock:
+            one.result = result
+            one.done.set()
+            late = one.abandoned
+            if late:
+                self._stalled[one.target.name] -= 1
+        if late:
+            log.log(logging.INFO if result.sent else logging.WARNING,
+                    "late notification " + ("delivered" if result.sent else "not delivered"),
+                    extra={"target": result.target, "reason": result.reason})
+
+
+@dataclass
+class _Send:
+    """One message on its way to one target."""
+
+    target: Target
+    result: Delivery = Delivery("", False)
+    done: threading.Event = field(default_factory=threading.Event)
+    abandoned: bool = False  # the caller stopped waiting for it
 
 
 def _deliver(target: Target, title: str, body: str, kind: str, timeout_s: float) -> Delivery:
@@ -164,8 +197,9 @@ def _deliver(target: Target, title: str, body: str, kind: str, timeout_s: float)
             return Delivery(target.name, False, _why(capture.stop(), target.url,
                                                      "apprise does not accept this URL; "
                                                      "check its scheme and fields"))
-        plugin.socket_connect_timeout = timeout_s
-        plugin.socket_read_timeout = timeout_s
+        # the caller waits timeout_s; a slow receiver still gets a while longer to answer
+        plugin.socket_connect_timeout = timeout_s * PATIENCE
+        plugin.socket_read_timeout = timeout_s * PATIENCE
         if plugin.notify(body=body, title=title, notify_type=apprise.NotifyType(kind)):
             return Delivery(target.name, True)
         return Delivery(target.name, False, _why(capture.stop(), target.url,
