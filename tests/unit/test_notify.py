@@ -229,3 +229,11 @@ def test_urls_come_from_the_environment_and_never_show_in_settings(
     assert settings.notify.urls_file == tmp_path / "secrets" / "notify-urls"
     assert settings.notify.timeout_s == 3
     assert TOKEN not in repr(settings) and TOKEN not in str(settings.model_dump())
+
+
+def test_urls_file_that_is_not_text_is_reported_not_raised(tmp_path: Path) -> None:
+    urls = tmp_path / "notify-urls"
+    urls.write_bytes(b"\xff\xfe\x00binary")
+    n = Notifier.from_settings(NotifySettings(urls_file=urls))  # type: ignore[call-arg]
+    assert n.targets == ()
+    assert "cannot be read (not UTF-8 text)" in n.problems[0]
