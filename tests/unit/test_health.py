@@ -93,3 +93,17 @@ def test_record_sweep_logs_a_failure_and_returns(tmp_path: Path,
         record_sweep(tmp_path / "no-such-dir" / "selfheal.prom", report, store)
     (record,) = [r for r in caplog.records if r.getMessage() == "health textfile not written"]
     assert "No such file or directory" in vars(record)["error"]
+
+
+def test_a_dry_run_or_no_path_writes_nothing(tmp_path: Path) -> None:
+    from orchestrator.engine import SweepReport
+    from orchestrator.health import record_sweep
+    from orchestrator.store.db import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}", b"k" * 32)
+    path = tmp_path / "selfheal.prom"
+    record_sweep(path, SweepReport(1.0, 2.0, (), (), dry_run=True), store)
+    record_sweep(None, SweepReport(1.0, 2.0, (), ()), store)
+    assert not path.exists()
+    record_sweep(path, SweepReport(1.0, 2.0, (), ()), store)
+    assert "selfheal_last_successful_sweep_timestamp_seconds 2.0" in path.read_text()
