@@ -123,6 +123,36 @@ class RulesSettings(_Group):
     dir: Path = Field(PROJECT_ROOT / "rules")
 
 
+class NotifySettings(_Group):
+    """Who is told when an incident needs a human (escalated, awaiting approval, rolled back,
+    held): apprise URLs, e.g. ``slack://T/B/C``, ``jsons://hooks.example.net/selfheal``,
+    ``mailtos://user:password@mail.example.net?to=ops@example.net``."""
+
+    urls: list[SecretStr] = Field(
+        default_factory=list, description="apprise URLs; they may hold tokens, so prefer "
+        "urls_file or SELFHEAL_NOTIFY__URLS (a JSON list) over the settings file")
+    urls_file: Path | None = Field(
+        None, description="file with one apprise URL a line (# comments); keep it mode 0600")
+    timeout_s: float = Field(
+        10.0, gt=0, le=120, description="longest a notification may hold up a sweep")
+
+
+class HealthSettings(_Group):
+    """selfheal's own health for Prometheus, written after each sweep."""
+
+    textfile_path: Path | None = Field(
+        None, description="a *.prom file in node_exporter's --collector.textfile.directory; "
+        "unset writes nothing")
+
+    @field_validator("textfile_path")
+    @classmethod
+    def _prom_suffix(cls, value: Path | None) -> Path | None:
+        if value is not None and value.suffix != ".prom":
+            raise ValueError(f"{value}: node_exporter reads only files ending in .prom; "
+                             "name it e.g. selfheal.prom")
+        return value
+
+
 class LogSettings(_Group):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "console"] = "console"
@@ -141,6 +171,8 @@ class Settings(BaseSettings):
     state: StateSettings = StateSettings()
     rules: RulesSettings = RulesSettings()
     log: LogSettings = LogSettings()
+    notify: NotifySettings = NotifySettings()
+    health: HealthSettings = HealthSettings()
     source_file: Path | None = Field(None, exclude=True)
 
 
@@ -163,7 +195,8 @@ def _absolutise(data: dict[str, Any], base: Path) -> None:
     for group, key in (("inventory", "path"), ("ansible", "project_dir"), ("state", "dir"),
                        ("state", "audit_key_file"), ("rules", "dir"),
                        ("prometheus", "password_file"), ("prometheus", "bearer_token_file"),
-                       ("prometheus", "ca_file")):
+                       ("prometheus", "ca_file"), ("notify", "urls_file"),
+                       ("health", "textfile_path")):
         section = data.get(group)
         if isinstance(section, dict) and isinstance(section.get(key), str):
             p = Path(section[key]).expanduser()

@@ -13,6 +13,7 @@ from orchestrator.engine import Controller
 from orchestrator.errors import RulesError
 from orchestrator.execute.inventory import Inventory, load_inventory
 from orchestrator.execute.runner import AnsibleExecutor
+from orchestrator.notify import Notifier
 from orchestrator.rules import Rules, load_rules
 from orchestrator.sources.prometheus import PrometheusSource, connect
 from orchestrator.store.audit import chain_marker, key_for_new_chain, read_key
@@ -58,4 +59,5 @@ def controller_for(settings: Settings, rules: Rules | None = None,
         executor=AnsibleExecutor(settings.ansible, inventory, settings.state.dir / "runs"),
         store=store_for(settings),
         watch=watch,
+        notify=Notifier.from_settings(settings.notify).incident_changed,
     )

@@ -337,6 +337,25 @@ class Store:
                 schema.runs.c.incident_id == incident_id,
                 schema.runs.c.phase == "remediate").values(status="failed"))
 
+    # -- read-only counts for selfheal's own health (orchestrator.health) ----------------------
+    def incident_counts(self) -> dict[str, int]:
+        """Incidents that still matter, by state: the open ones and the ended ones whose fault
+        has not cleared (the same set the sweep works from: ``active``)."""
+        counts: dict[str, int] = {}
+        for incident in self.active():
+            counts[incident.state.value] = counts.get(incident.state.value, 0) + 1
+        return counts
+
+    def run_counts(self) -> dict[str, int]:
+        """Remediation runs for real (not check mode, not rollbacks), by outcome;
+        a run whose fix did not verify counts as failed, as for the circuit breaker; a run
+        whose outcome is not written yet (in flight, or its controller died) is "started"."""
+        query = (select(schema.runs.c.status, func.count()).where(
+            schema.runs.c.check_mode.is_(False), schema.runs.c.phase == "remediate")
+            .group_by(schema.runs.c.status))
+        with self.engine.connect() as conn:
+            return {str(status): int(count) for status, count in conn.execute(query)}
+
 
 def _keyed_history(conn: Any, with_audit: bool = True) -> str:
     """What the database holds that was written with the audit key ("" when nothing)."""
