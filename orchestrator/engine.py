@@ -153,6 +153,8 @@ class Controller:
         runnable: list[Admitted] = []
         if error is None:
             if not dry_run:
+                if any(v.diagnoses for v in verdicts):
+                    self.executor.prepare()  # overlaps Ansible's import with the admissions
                 self._settle(verdicts)
             view = self._view(verdicts, started, dry_run)
             for verdict in verdicts:

@@ -36,6 +36,7 @@ def sweep(
     code = OK
     stop = threading.Event()
     if every:  # a service: finish the sweep in hand on SIGTERM or Ctrl-C, then exit
+        controller.executor.prepare()  # pay Ansible's import once, before any fault
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
     with controller_lock(settings.state.dir):

@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -28,7 +29,7 @@ from typing import Any, Literal
 from orchestrator.config import AnsibleSettings
 from orchestrator.errors import TargetError, UnsafeValueError
 from orchestrator.execute.inventory import RUN_GROUP, SAFE_NAME, Inventory
-from orchestrator.execute.selection import selected_hosts
+from orchestrator.execute.selection import load_ansible, selected_hosts
 from orchestrator.models import Outcome, OutcomeStatus, Plan
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,13 @@ class AnsibleExecutor:
     inventory: Inventory
     runs_dir: Path
     run_fn: Callable[..., Any] | None = None
+
+    def prepare(self) -> None:
+        """Start loading Ansible for the pre-run host check in the background (about 1 s once
+        per process), so a heal about to run does not pay for it; a no-op once loaded."""
+        config = self.settings.project_dir / "ansible.cfg"
+        threading.Thread(target=load_ansible, args=(config,), daemon=True,
+                         name="ansible-warm-up").start()
 
     def run(self, plan: Plan, phase: Phase = "remediate", check: bool = False,
             event_handler: Callable[[dict[str, Any]], bool] | None = None,

@@ -19,7 +19,7 @@ _ready = threading.Lock()
 _loaded: list[Path] = []
 
 
-def _load_ansible(config: Path) -> None:
+def load_ansible(config: Path) -> None:
     """Import Ansible once, reading the same ansible.cfg as the runs (its settings are global)."""
     with _ready:
         if _loaded:
@@ -41,7 +41,7 @@ def _load_ansible(config: Path) -> None:
 def selected_hosts(sources: Sequence[Path], limit: str, pattern: str,
                    config: Path) -> tuple[str, ...]:
     """The hosts a play with ``hosts: pattern`` run with ``--limit limit`` would select."""
-    _load_ansible(config)
+    load_ansible(config)
     from ansible.inventory.manager import InventoryManager
     from ansible.parsing.dataloader import DataLoader
 
