@@ -12,9 +12,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orchestrator.errors import ConfigError
@@ -32,14 +33,51 @@ class _Group(BaseModel):
 
 
 class PrometheusSettings(_Group):
-    """Where the fleet's metrics live."""
+    """Where the fleet's metrics live, and how to prove who we are to it.
 
-    url: str = Field("http://127.0.0.1:9090", description="Prometheus base URL")
+    Secrets come from a file (``password_file``, ``bearer_token_file``: mode 0600, read on each
+    start of a controller) or from the environment (``SELFHEAL_PROMETHEUS__PASSWORD``,
+    ``SELFHEAL_PROMETHEUS__BEARER_TOKEN``); never write them into selfheal.yml. They never appear
+    in logs, errors or ``--json``; a ``user:password@`` in ``url`` is redacted wherever the URL is
+    shown. See docs/prometheus-auth.md.
+    """
+
+    url: str = Field("http://127.0.0.1:9090", description="Prometheus base URL (http or https)")
     timeout_s: float = Field(5.0, gt=0, description="per-request timeout")
     max_staleness_s: float = Field(
         30.0, gt=0, description="a sample older than this is 'unknown', never 'healthy'"
     )
     instance_label: str = Field("instance", description="label naming a scrape target")
+    username: str | None = Field(None, min_length=1, description="HTTP basic auth user")
+    password: SecretStr | None = Field(
+        None, description="basic auth password; set it through SELFHEAL_PROMETHEUS__PASSWORD")
+    password_file: Path | None = Field(None, description="file holding the basic auth password")
+    bearer_token: SecretStr | None = Field(
+        None, description="bearer token; set it through SELFHEAL_PROMETHEUS__BEARER_TOKEN")
+    bearer_token_file: Path | None = Field(None, description="file holding the bearer token")
+    ca_file: Path | None = Field(
+        None, description="PEM CA bundle that signed an https Prometheus's certificate")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("write http://HOST:PORT or https://HOST:PORT")
+        return v
+
+    @property
+    def redacted_url(self) -> str:
+        """``url`` as shown in messages: the password of a ``user:password@`` is ``***``."""
+        parts = urlsplit(self.url)
+        if parts.password is None:
+            return self.url
+        host = parts.netloc.rpartition("@")[2]
+        return parts._replace(netloc=f"{parts.username}:***@{host}").geturl()
+
+    def __repr_args__(self) -> Any:  # a user:password in the URL stays out of reprs and logs
+        for key, value in super().__repr_args__():
+            yield key, (self.redacted_url if key == "url" else value)
 
 
 class InventorySettings(_Group):
@@ -85,6 +123,36 @@ class RulesSettings(_Group):
     dir: Path = Field(PROJECT_ROOT / "rules")
 
 
+class NotifySettings(_Group):
+    """Who is told when an incident needs a human (escalated, awaiting approval, rolled back,
+    held): apprise URLs, e.g. ``slack://T/B/C``, ``jsons://hooks.example.net/selfheal``,
+    ``mailtos://user:password@mail.example.net?to=ops@example.net``."""
+
+    urls: list[SecretStr] = Field(
+        default_factory=list, description="apprise URLs; they may hold tokens, so prefer "
+        "urls_file or SELFHEAL_NOTIFY__URLS (a JSON list) over the settings file")
+    urls_file: Path | None = Field(
+        None, description="file with one apprise URL a line (# comments); keep it mode 0600")
+    timeout_s: float = Field(
+        10.0, gt=0, le=120, description="longest a notification may hold up a sweep")
+
+
+class HealthSettings(_Group):
+    """selfheal's own health for Prometheus, written after each sweep."""
+
+    textfile_path: Path | None = Field(
+        None, description="a *.prom file in node_exporter's --collector.textfile.directory; "
+        "unset writes nothing")
+
+    @field_validator("textfile_path")
+    @classmethod
+    def _prom_suffix(cls, value: Path | None) -> Path | None:
+        if value is not None and value.suffix != ".prom":
+            raise ValueError(f"{value}: node_exporter reads only files ending in .prom; "
+                             "name it e.g. selfheal.prom")
+        return value
+
+
 class LogSettings(_Group):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "console"] = "console"
@@ -103,6 +171,8 @@ class Settings(BaseSettings):
     state: StateSettings = StateSettings()
     rules: RulesSettings = RulesSettings()
     log: LogSettings = LogSettings()
+    notify: NotifySettings = NotifySettings()
+    health: HealthSettings = HealthSettings()
     source_file: Path | None = Field(None, exclude=True)
 
 
@@ -123,7 +193,10 @@ def config_path(explicit: Path | None) -> Path | None:
 
 def _absolutise(data: dict[str, Any], base: Path) -> None:
     for group, key in (("inventory", "path"), ("ansible", "project_dir"), ("state", "dir"),
-                       ("state", "audit_key_file"), ("rules", "dir")):
+                       ("state", "audit_key_file"), ("rules", "dir"),
+                       ("prometheus", "password_file"), ("prometheus", "bearer_token_file"),
+                       ("prometheus", "ca_file"), ("notify", "urls_file"),
+                       ("health", "textfile_path")):
         section = data.get(group)
         if isinstance(section, dict) and isinstance(section.get(key), str):
             p = Path(section[key]).expanduser()

@@ -58,6 +58,7 @@ def run_drill(controller: Controller, fault: str, host: str, inject: Callable[[s
               on_sweep: Callable[[SweepReport], None] | None = None) -> DrillResult:
     """Inject ``fault`` on ``host`` (``inject`` returns the injection time) and sweep until the
     incident on that host reaches a terminal state or ``timeout_s`` passes."""
+    controller.executor.prepare()  # a long-lived loop pays Ansible's import before the fault
     injected_at = inject(fault, host)
     deadline = time.monotonic() + timeout_s
     sweeps = 0

@@ -13,17 +13,17 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from orchestrator.core.diagnose import HostVerdict, diagnose
 from orchestrator.core.lifecycle import advance
-from orchestrator.core.plan import build_plan, first_remediation
+from orchestrator.core.plan import build_plan, first_remediation, plan_digest
 from orchestrator.core.policy import PastRun, PolicyState, decide
 from orchestrator.detection import AnomalyReport, AnomalyWatch
-from orchestrator.errors import PermanentError, SourceUnavailable
+from orchestrator.errors import PermanentError, SourceUnavailable, TargetError
 from orchestrator.execute.inventory import Inventory
-from orchestrator.execute.runner import AnsibleExecutor
+from orchestrator.execute.runner import AnsibleExecutor, Phase
 from orchestrator.models import (
     Diagnosis,
     Finding,
@@ -60,8 +60,8 @@ class Action:
 
     @property
     def needs_human(self) -> bool:
-        return self.state in (S.ESCALATED, S.AWAITING_APPROVAL, S.ROLLED_BACK) or (
-            self.verdict in (Verdict.REFUSE, "failed"))
+        return self.state in (S.ESCALATED, S.AWAITING_APPROVAL, S.ROLLED_BACK, S.HELD) or (
+            self.verdict in (Verdict.REFUSE, Verdict.HOLD, "failed"))
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,14 @@ class SweepReport:
 
 
 @dataclass(frozen=True)
+class Admitted:
+    """A plan the guardrails let through: run it (or check it, in a dry run)."""
+
+    incident: Incident | None
+    plan: Plan
+
+
+@dataclass(frozen=True)
 class _SweepView:
     """What every admission in one sweep shares, read from the store once."""
 
@@ -117,6 +125,9 @@ class Controller:
     sleep: Callable[[float], None] = time.sleep
     verify_poll_s: float = 0.25
     watch: AnomalyWatch | None = None
+    # told of every incident transition (the notifier pages on escalated, held, ...); it must
+    # not raise, and a failure to tell must never stop healing
+    notify: Callable[[Incident, str], None] | None = None
     _running: int = field(default=0, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
@@ -139,31 +150,75 @@ class Controller:
         started = self.clock()
         verdicts, refused, error = self.look()
         actions: list[Action] = []
-        runnable: list[tuple[Incident | None, Plan]] = []
+        runnable: list[Admitted] = []
         if error is None:
             if not dry_run:
+                if any(v.diagnoses for v in verdicts):
+                    self.executor.prepare()  # overlaps Ansible's import with the admissions
                 self._settle(verdicts)
-            # read once per sweep, not once per diagnosis
-            view = _SweepView(
-                broken=sum(1 for v in verdicts if v.health is not Health.HEALTHY),
-                fleet=len(verdicts), dry_run=dry_run,
-                active={} if dry_run else {(i.host, i.fault): i for i in self.store.active()},
-                history=self.store.history(started - self.history_window()))
+            view = self._view(verdicts, started, dry_run)
             for verdict in verdicts:
                 for diagnosis in verdict.diagnoses:
-                    action, todo = self._admit(diagnosis, view, runnable)
-                    if todo is not None:
-                        runnable.append(todo)
-                    elif action is not None:
-                        actions.append(action)
+                    admitted = self._admit(diagnosis, view, runnable)
+                    if isinstance(admitted, Admitted):
+                        runnable.append(admitted)
+                    else:
+                        actions.append(admitted)
         if runnable:
             workers = max(1, self.rules.policy.max_concurrent)
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 fn = self._dry_run if dry_run else self._remediate
-                actions.extend(pool.map(lambda t: fn(*t), runnable))
+                actions.extend(pool.map(lambda a: fn(a.incident, a.plan), runnable))
         anomalies = self.detect(started) if error is None else None
         return SweepReport(started, self.clock(), tuple(verdicts), tuple(actions), refused,
                            error, dry_run, anomalies)
+
+    def _view(self, verdicts: list[HostVerdict], now: float, dry_run: bool) -> _SweepView:
+        """What every admission shares, read from the store once per sweep."""
+        return _SweepView(
+            broken=sum(1 for v in verdicts if v.health is not Health.HEALTHY),
+            fleet=len(verdicts), dry_run=dry_run,
+            active={} if dry_run else {(i.host, i.fault): i for i in self.store.active()},
+            history=self.store.history(now - self.history_window()))
+
+    def retry(self, incident_id: int, by: str) -> Action:
+        """A human hands an escalated, rolled-back or held incident back to the loop: it is
+        re-planned from the fleet as it is now and goes through every guardrail again.
+
+        An ended incident is closed for retry and a new one is opened (``retry_of`` links them);
+        a held one is simply looked at again now. A fault that is gone is said, not run.
+        """
+        incident = self.store.get(incident_id)
+        if incident is None:
+            raise TargetError(f"no incident {incident_id}; see `selfheal incidents list`")
+        retryable = (S.ESCALATED, S.ROLLED_BACK, S.HELD)
+        if incident.state not in retryable or incident.cleared_at is not None:
+            raise TargetError(f"incident {incident_id} is {incident.state.value}"
+                              f"{' and cleared' if incident.cleared_at else ''}; retry takes "
+                              "escalated, rolled-back or held incidents whose fault lasts")
+        verdicts, _, error = self.look()
+        if error is not None:
+            raise SourceUnavailable(f"cannot re-plan without data: {error}")
+        diagnosis = next((d for v in verdicts if v.host == incident.host for d in v.diagnoses
+                          if d.fault == incident.fault), None)
+        if diagnosis is None:
+            return Action(incident.host, incident.fault, "none", incident.state.value,
+                          incident.remediation, incident.id,
+                          (f"{incident.fault} is not firing on {incident.host} now; nothing "
+                           "to retry (the next sweep settles the incident)",),
+                          incident.detected_at)
+        now = self.clock()
+        origin = {}
+        if incident.state.is_terminal:
+            self.store.hand_back(incident, by, now)
+            origin = {"retry_of": incident.id, "retried_by": by}
+        else:
+            self.store.audit("incident.retried", f"{incident.host}/{incident.fault}",
+                             {"incident": incident.id, "by": by}, now)
+        admitted = self._admit(diagnosis, self._view(verdicts, now, False), [], origin)
+        if isinstance(admitted, Admitted):
+            return self._remediate(admitted.incident, admitted.plan)
+        return admitted
 
     def detect(self, now: float, persist: bool = True) -> AnomalyReport | None:
         """Learned and fixed detectors over the fleet; their findings are reported for people
@@ -211,73 +266,87 @@ class Controller:
                         "twice")
                 self._move(after, S.RESOLVED if cleared else S.ESCALATED, note,
                            resolved_at=now if cleared else None)
-            elif cleared and incident.state in (S.AWAITING_APPROVAL, S.PLANNED, S.DETECTED,
-                                                S.DIAGNOSED):
-                target = S.RESOLVED if incident.state in (S.PLANNED, S.AWAITING_APPROVAL) \
-                    else S.SUPPRESSED
+            elif cleared and incident.state in (S.AWAITING_APPROVAL, S.PLANNED, S.HELD,
+                                                S.DETECTED, S.DIAGNOSED):
+                target = S.RESOLVED if incident.state in (
+                    S.PLANNED, S.AWAITING_APPROVAL, S.HELD) else S.SUPPRESSED
                 self._move(incident, target, "fault cleared before any action", resolved_at=now)
 
-    def _admit(self, d: Diagnosis, view: _SweepView,
-               queued: list[tuple[Incident | None, Plan]]
-               ) -> tuple[Action | None, tuple[Incident | None, Plan] | None]:
-        """Open, find or resume the incident, plan, and ask the guardrails."""
+    def _admit(self, d: Diagnosis, view: _SweepView, queued: list[Admitted],
+               origin: Mapping[str, Any] | None = None) -> Action | Admitted:
+        """Open, find or resume the incident, plan, and ask the guardrails.
+
+        Held and approval-awaiting incidents are re-planned every sweep: a held one runs once
+        its limit clears; an approval counts only for the exact plan that was approved.
+        """
         now = self.clock()
         dry_run = view.dry_run
         existing = view.active.get((d.host, d.fault))
-        approved = False
         if existing is not None:
             if existing.state is S.SUPPRESSED:
                 # suppressed by a maintenance window: look again once it may have ended
                 if self._suppressed_still(existing, d, now):
-                    return self._open_action(existing), None
+                    return self._open_action(existing)
                 self.store.mark_cleared(existing, now)
                 existing = None
-            elif existing.state is S.AWAITING_APPROVAL:
-                approved = self._approval_valid(existing, now)
-                if not approved:
-                    return self._open_action(existing), None
-            elif existing.state not in (S.DETECTED, S.DIAGNOSED, S.PLANNED):
-                return self._open_action(existing), None  # in hand, or a human's now
+            elif existing.state not in (S.DETECTED, S.DIAGNOSED, S.PLANNED, S.HELD,
+                                        S.AWAITING_APPROVAL):
+                return self._open_action(existing)  # in hand, or a human's now
         entry = first_remediation(d, self.rules.catalog)
         incident = existing
         if incident is None and not dry_run:
             incident = self.store.open_incident(d.host, d.fault, now, {
-                "evidence": list(d.evidence), "confidence": d.confidence})
+                "evidence": list(d.evidence), "confidence": d.confidence, **(origin or {})})
         if incident is not None and incident.state is S.DETECTED:
             incident = self._move(incident, S.DIAGNOSED, f"diagnosed by {d.diagnosed_by}")
         if entry is None:
             return self._stop(incident, d, S.ESCALATED, "refuse",
-                              ("no catalog remediation for this fault",)), None
+                              ("no catalog remediation for this fault",))
         try:
             plan = build_plan(d, entry, self.inventory.resolve([d.host]))
         except PermanentError as exc:
             log.warning("plan refused", extra={"host": d.host, "reason": str(exc)})
-            return self._stop(incident, d, S.ESCALATED, "refuse", (str(exc),), entry.name), None
-        if approved and incident is not None and dict(plan.params) != dict(
-                incident.detail.get("params", {})):
-            return self._stop(incident, d, S.ESCALATED, "refuse", (
-                "the plan's parameters changed since it was approved; not running it",),
-                entry.name), None
-        if incident is not None and incident.state is S.DIAGNOSED:
-            incident = self._move(incident, S.PLANNED, f"plan: {entry.name}",
-                                  remediation=entry.name,
-                                  detail={**incident.detail, "params": dict(plan.params)})
-        pending = [PastRun(p.targets[0], p.remediation, now, False) for _, p in queued]
+            return self._stop(incident, d, S.ESCALATED, "refuse", (str(exc),), entry.name)
+        digest = plan_digest(plan, entry)
+        approved = incident is not None and self._approval_valid(incident, digest, now)
+        if incident is not None and incident.detail.get("plan_digest") != digest:
+            # a new plan (first one, or changed labels/catalog): any approval was for another
+            detail = {k: v for k, v in incident.detail.items()
+                      if k not in ("approved_by", "approved_at", "approved_digest")}
+            changes = {"remediation": entry.name,
+                       "detail": {**detail, "params": dict(plan.params), "plan_digest": digest}}
+            if incident.state is S.DIAGNOSED:
+                incident = self._move(incident, S.PLANNED, f"plan: {entry.name}", **changes)
+            else:
+                if "approved_by" in incident.detail:
+                    log.warning("plan changed since its approval; asking again", extra={
+                        "incident": incident.id, "host": d.host})
+                incident = self._move(incident, incident.state,
+                                      f"plan changed: {entry.name} {dict(plan.params)}",
+                                      **changes)
+        pending = [PastRun(a.plan.targets[0], a.plan.remediation, now, False) for a in queued]
         state = PolicyState(now=now, fleet_size=view.fleet, broken_hosts=view.broken,
                             running=self._running + len(queued), history=view.history,
                             pending=pending)
         decision = decide(plan, self.rules.policy, state, dry_run, approved=approved)
-        if decision.verdict in (Verdict.RUN, Verdict.DRY_RUN):
-            return None, (incident, plan)
-        if decision.verdict is Verdict.DEFER:
-            return Action(d.host, d.fault, decision.verdict.value, S.PLANNED.value, entry.name,
-                          incident.id if incident else None, decision.reasons), None
-        if approved and decision.verdict is Verdict.SUPPRESS:
-            return self._open_action(incident), None  # keep the approval for after the window
-        end = {Verdict.ASK: S.AWAITING_APPROVAL, Verdict.SUPPRESS: S.SUPPRESSED}.get(
-            decision.verdict, S.ESCALATED)
-        return self._stop(incident, d, end, decision.verdict.value, decision.reasons,
-                          entry.name), None
+        verdict = decision.verdict
+        if verdict in (Verdict.RUN, Verdict.DRY_RUN):
+            return Admitted(incident, plan)
+        if verdict is Verdict.SUPPRESS and approved:
+            return self._open_action(incident)  # keep the approval for after the window
+        end = {Verdict.ASK: S.AWAITING_APPROVAL, Verdict.SUPPRESS: S.SUPPRESSED,
+               Verdict.HOLD: S.HELD, Verdict.DEFER: None}.get(verdict, S.ESCALATED)
+        waiting_for_approval = (incident is not None and not approved and end is S.HELD
+                                and incident.state is S.AWAITING_APPROVAL)
+        if end is None or waiting_for_approval or (incident is not None
+                                                   and incident.state is end):
+            # waiting as before (deferred, still held, still awaiting): no new transition, so
+            # no new page; the action carries this sweep's reasons
+            state_now = incident.state.value if incident else S.PLANNED.value
+            return Action(d.host, d.fault, verdict.value, state_now, entry.name,
+                          incident.id if incident else None, decision.reasons,
+                          incident.detected_at if incident else None)
+        return self._stop(incident, d, end, verdict.value, decision.reasons, entry.name)
 
     def _open_action(self, incident: Incident | None) -> Action:
         assert incident is not None
@@ -286,10 +355,14 @@ class Controller:
                       (f"incident {incident.id} is {incident.state.value}",),
                       incident.detected_at)
 
-    def _approval_valid(self, incident: Incident, now: float) -> bool:
-        approved_at = incident.detail.get("approved_at")
-        return bool(incident.detail.get("approved_by")) and approved_at is not None and (
-            now - float(approved_at) < self.rules.policy.approval_ttl_s)
+    def _approval_valid(self, incident: Incident, digest: str, now: float) -> bool:
+        """Approved by someone who is an approver now, recently, for exactly this plan."""
+        detail = incident.detail
+        approved_at = detail.get("approved_at")
+        return (detail.get("approved_by") in self.rules.policy.approvers
+                and approved_at is not None
+                and now - float(approved_at) < self.rules.policy.approval_ttl_s
+                and detail.get("approved_digest") == digest)
 
     def _suppressed_still(self, incident: Incident, d: Diagnosis, now: float) -> bool:
         return any(w.covers(d.host, now) for w in self.rules.policy.maintenance_windows)
@@ -303,7 +376,8 @@ class Controller:
               reasons: tuple[str, ...], remediation: str | None = None) -> Action:
         if incident is not None:
             incident = self._move(incident, state, "; ".join(reasons))
-            log.warning("incident needs a human" if state is not S.SUPPRESSED else "suppressed",
+            log.warning({S.SUPPRESSED: "suppressed", S.HELD: "held: waiting for a limit"}.get(
+                state, "incident needs a human"),
                         extra={"incident": incident.id, "host": d.host, "fault": d.fault,
                                "state": state.value, "reasons": list(reasons)})
         return Action(d.host, d.fault, verdict, state.value, remediation,
@@ -311,8 +385,16 @@ class Controller:
                       incident.detected_at if incident else None)
 
     def _move(self, incident: Incident, to: S, note: str, **changes: Any) -> Incident:
-        return self.store.save_transition(incident, advance(incident, to, self.clock(),
-                                                            **changes), note)
+        """Write a transition (or, to the same state, new details) before the next step."""
+        after = (advance(incident, to, self.clock(), **changes) if to is not incident.state
+                 else replace(incident, updated_at=self.clock(), **changes))
+        saved = self.store.save_transition(incident, after, note)
+        if to is not incident.state and self.notify is not None:
+            try:
+                self.notify(saved, note)
+            except Exception:  # telling people must never stop healing
+                log.exception("notifier failed", extra={"incident": saved.id})
+        return saved
 
     # -- execute + verify ----------------------------------------------------------------------
     def _dry_run(self, incident: Incident | None, plan: Plan) -> Action:
@@ -356,18 +438,20 @@ class Controller:
         incident = self._move(incident, S.REMEDIATING, f"running {plan.remediation}",
                               remediation_started_at=start)
         if plan.check_first:
-            check = self.executor.run(plan, "remediate", check=True)
-            self.store.record_run(incident.id, host, plan.remediation, "remediate", check)
+            check = self._run(incident, plan, "remediate", check=True)
             if check.status is not OutcomeStatus.SUCCEEDED:
                 return self._finish(incident, plan, S.ESCALATED, check,
                                     f"check mode {check.status.value}; not applying")
-        outcome = self.executor.run(plan, "remediate")
-        self.store.record_run(incident.id, host, plan.remediation, "remediate", outcome)
+        outcome = self._run(incident, plan, "remediate")
         incident = self._move(incident, S.VERIFYING, f"play {outcome.status.value}",
                               remediation_finished_at=outcome.finished_at)
         if outcome.status is OutcomeStatus.UNREACHABLE:
             return self._finish(incident, plan, S.ESCALATED, outcome,
                                 "host unreachable over SSH; escalated once, not retried")
+        if outcome.status is OutcomeStatus.WIDENED:  # no verify or rollback on a guess
+            return self._finish(incident, plan, S.ESCALATED, outcome,
+                                f"the run touched hosts the plan did not name "
+                                f"{list(outcome.extra_hosts)}; escalated, look at them")
         healthy = self._verify(plan, host, outcome)
         if outcome.status is OutcomeStatus.SUCCEEDED and healthy:
             return self._finish(incident, plan, S.RESOLVED, outcome,
@@ -377,11 +461,25 @@ class Controller:
                else f"{plan.verify_signal} not healthy within the verify timeout")
         entry = self.rules.catalog.get(plan.remediation)
         if entry is not None and entry.rollback == "role":
-            rollback = self.executor.run(plan, "rollback")
-            self.store.record_run(incident.id, host, plan.remediation, "rollback", rollback)
+            rollback = self._run(incident, plan, "rollback")
             return self._finish(incident, plan, S.ROLLED_BACK, outcome,
                                 f"{why}; rollback {rollback.status.value}; escalated")
         return self._finish(incident, plan, S.ESCALATED, outcome, f"{why}; escalated")
+
+    def _run(self, incident: Incident, plan: Plan, phase: Phase, check: bool = False) -> Outcome:
+        """One play, with "run started" written before it and its outcome after it."""
+        host = plan.targets[0]
+        started = self.clock()
+        run_id = self.store.start_run(incident.id, host, plan.remediation, phase, check, started)
+        try:
+            outcome = self.executor.run(plan, phase, check=check)
+        except Exception as exc:  # the run counts as failed; the caller escalates
+            outcome = Outcome(OutcomeStatus.FAILED, started, self.clock(), check,
+                              messages=(f"{type(exc).__name__}: {str(exc)[:300]}",))
+            self.store.finish_run(run_id, host, plan.remediation, phase, outcome, incident.id)
+            raise
+        self.store.finish_run(run_id, host, plan.remediation, phase, outcome, incident.id)
+        return outcome
 
     def _verify(self, plan: Plan, host: str, outcome: Outcome) -> bool:
         """Wait for the verify signal to be healthy on a sample taken after the play ended."""

@@ -10,7 +10,8 @@
     │   └── AuditChainError       the audit chain does not verify
     └── TemporaryError            worth retrying after ``delay`` seconds
         ├── SourceUnavailable     Prometheus (or another source) did not answer
-        └── ControllerBusy        another sweep holds the controller lock
+        ├── ControllerBusy        another sweep holds the controller lock
+        └── StoreUnavailable      the incident store could not be written (after retries)
 
 Callers catch ``TemporaryError`` to retry later and let ``PermanentError`` surface to a human.
 """
@@ -64,3 +65,7 @@ class SourceUnavailable(TemporaryError):
 
 class ControllerBusy(TemporaryError):
     """Another sweep holds the controller lock."""
+
+
+class StoreUnavailable(TemporaryError):
+    """The incident store could not be written, even after retrying."""

@@ -87,9 +87,11 @@ class Verdict(StrEnum):
 
     RUN = "run"
     ASK = "ask"  # needs human approval (risk tier, mode)
-    REFUSE = "refuse"  # a limit says no: escalate to a human
+    REFUSE = "refuse"  # never acceptable as planned (protected unit, flapping): escalate
+    HOLD = "hold"  # a limit says wait (too much broken, blast radius, cooldown, breaker, mode):
+    # page once, resume by itself when the limit clears
     SUPPRESS = "suppress"  # maintenance window: leave the host alone, quietly
-    DEFER = "defer"  # too many fixes running now: try again next sweep
+    DEFER = "defer"  # too many fixes running now: try again next sweep, quietly
     DRY_RUN = "dry_run"
 
 
@@ -108,6 +110,9 @@ class OutcomeStatus(StrEnum):
     FAILED = "failed"
     UNREACHABLE = "unreachable"
     CANCELED = "canceled"
+    # The run touched a host the plan did not name (see ``Outcome.extra_hosts``): never a
+    # success, whatever the play said; the caller records, audits and escalates it.
+    WIDENED = "widened"
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,7 @@ class Outcome:
     changed_hosts: tuple[str, ...] = ()
     failed_hosts: tuple[str, ...] = ()
     unreachable_hosts: tuple[str, ...] = ()
+    extra_hosts: tuple[str, ...] = ()  # touched by the run although the plan did not name them
     messages: tuple[str, ...] = ()
     artifact_dir: str | None = None
 
@@ -137,6 +143,7 @@ class IncidentState(StrEnum):
     DIAGNOSED = "diagnosed"
     PLANNED = "planned"
     AWAITING_APPROVAL = "awaiting_approval"
+    HELD = "held"  # a guardrail limit says wait; resumes by itself when the limit clears
     REMEDIATING = "remediating"
     VERIFYING = "verifying"
     RESOLVED = "resolved"

@@ -13,10 +13,11 @@ from orchestrator.engine import Controller
 from orchestrator.errors import RulesError
 from orchestrator.execute.inventory import Inventory, load_inventory
 from orchestrator.execute.runner import AnsibleExecutor
+from orchestrator.notify import Notifier
 from orchestrator.rules import Rules, load_rules
 from orchestrator.sources.prometheus import PrometheusSource, connect
-from orchestrator.store.audit import load_or_create_key
-from orchestrator.store.db import Store
+from orchestrator.store.audit import chain_marker, key_for_new_chain, read_key
+from orchestrator.store.db import Store, recorded_history
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,13 @@ def inventory_for(settings: Settings) -> Inventory:
 
 
 def store_for(settings: Settings) -> Store:
+    """The store with its audit key; the key is created only for a store that never recorded."""
     settings.state.dir.mkdir(parents=True, exist_ok=True)
-    return Store(settings.state.database_url, load_or_create_key(settings.state.audit_key_path))
+    path, url = settings.state.audit_key_path, settings.state.database_url
+    key = read_key(path)
+    if key is None:
+        key = key_for_new_chain(path, recorded_history(url))
+    return Store(url, key, chain_marker=chain_marker(path))
 
 
 def controller_for(settings: Settings, rules: Rules | None = None,
@@ -53,4 +59,5 @@ def controller_for(settings: Settings, rules: Rules | None = None,
         executor=AnsibleExecutor(settings.ansible, inventory, settings.state.dir / "runs"),
         store=store_for(settings),
         watch=watch,
+        notify=Notifier.from_settings(settings.notify).incident_changed,
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from orchestrator.cli import audit, baseline, incidents, lab
+from orchestrator.cli import audit, baseline, incidents, lab, notify
 from orchestrator.cli.common import State
 from orchestrator.cli.demo import demo
 from orchestrator.cli.detect import detect_csv
@@ -58,6 +58,7 @@ app.add_typer(incidents.app, name="incidents")
 app.add_typer(audit.app, name="audit")
 app.add_typer(lab.app, name="lab")
 app.add_typer(baseline.app, name="baseline")
+app.add_typer(notify.app, name="notify")
 
 
 def main() -> None:

@@ -48,12 +48,12 @@ class NoData(PermanentError):
 def range_query(settings: Settings) -> Callable[..., list[dict[str, Any]]]:
     """``(promql, start, end, step) -> result`` over prometheus-api-client, in chunks of at most
     ``MAX_POINTS`` steps, with a bounded retry and timeout; failures raise SourceUnavailable."""
-    from prometheus_api_client import PrometheusConnect
     from urllib3.util.retry import Retry
 
-    url = settings.prometheus.url
-    client = PrometheusConnect(url=url, retry=Retry(total=2, backoff_factor=0.5),
-                               timeout=max(settings.prometheus.timeout_s, 30.0))
+    from orchestrator.sources.client import open_client
+
+    client, how = open_client(settings.prometheus, Retry(total=2, backoff_factor=0.5),
+                              max(settings.prometheus.timeout_s, 30.0))
 
     def query(promql: str, start: float, end: float, step: str) -> list[dict[str, Any]]:
         step_s = float(step.rstrip("s"))
@@ -66,10 +66,7 @@ def range_query(settings: Settings) -> Callable[..., list[dict[str, Any]]]:
                     promql, datetime.fromtimestamp(chunk_start, UTC),
                     datetime.fromtimestamp(chunk_end, UTC), step)
             except Exception as exc:  # requests and the client raise many kinds
-                raise SourceUnavailable(
-                    f"Prometheus at {url} did not answer the range query {promql!r}: "
-                    f"{type(exc).__name__}: {str(exc)[:200]}; check that it runs and that "
-                    "prometheus.url (SELFHEAL_PROMETHEUS__URL) points at it") from exc
+                raise SourceUnavailable(how.explain(exc, f"the range query {promql!r}")) from exc
             for series in part:
                 key = tuple(sorted(series.get("metric", {}).items()))
                 slot = merged.setdefault(key, {"metric": series.get("metric", {}), "values": []})
@@ -152,8 +149,9 @@ def train(
         frames = fleet_features(counted, rules, start, end, step_s=step)
         hosts = sorted({h for f in frames.values() for h in f.columns})
         if not hosts:
-            raise NoData(f"Prometheus at {settings.prometheus.url} has no series for any signal "
-                         f"of detection.yml between {time.ctime(start)} and {time.ctime(end)}; "
+            raise NoData(f"Prometheus at {settings.prometheus.redacted_url} has no series for "
+                         f"any signal of detection.yml between {time.ctime(start)} and "
+                         f"{time.ctime(end)}; "
                          "check that the node targets are scraped and the PromQL matches them")
         times, values = as_arrays(frames, hosts)
         clean, incidents, notes = incident_mask(settings, times, hosts, now)

@@ -9,15 +9,17 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import sys
-from collections.abc import Callable
-from dataclasses import asdict, is_dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import fields, is_dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from orchestrator.config import Settings, load_settings
 from orchestrator.errors import SelfhealError
@@ -45,21 +47,29 @@ class State:
 
 
 def to_jsonable(value: Any) -> Any:
+    """Plain JSON data from records, enums and mappings, walking each field.
+
+    Not ``dataclasses.asdict``: it deep-copies every field, and the records' frozen label
+    mappings (``MappingProxyType``) cannot be copied, so a sweep with findings would crash.
+    NaN and infinities (an unknown sample) become null: JSON has no such numbers.
+    """
     if is_dataclass(value) and not isinstance(value, type):
-        return {k: to_jsonable(v) for k, v in asdict(value).items()}
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, Enum):
         return value.value
-    if isinstance(value, dict) or hasattr(value, "items"):
+    if isinstance(value, Mapping):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [to_jsonable(v) for v in value]
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     return value
 
 
 def emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(to_jsonable(data), indent=2, default=str) + "\n")
+    sys.stdout.write(json.dumps(to_jsonable(data), indent=2, default=str, allow_nan=False) + "\n")
 
 
 def handle_errors(fn: F) -> F:
@@ -73,7 +83,7 @@ def handle_errors(fn: F) -> F:
             if kwargs.get("json_output"):
                 emit_json({"error": type(exc).__name__, "message": str(exc)})
             else:
-                err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+                err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(ERROR) from exc
         except (typer.Exit, KeyboardInterrupt):
             raise
@@ -82,11 +92,22 @@ def handle_errors(fn: F) -> F:
             if kwargs.get("json_output"):
                 emit_json({"error": type(exc).__name__, "message": str(exc)})
             else:
-                err_console.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc}",
-                                  highlight=False)
+                err_console.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: "
+                                  f"{escape(str(exc))}", highlight=False)
             raise typer.Exit(ERROR) from exc
 
     return wrapper  # type: ignore[return-value]
+
+
+def operator() -> str:
+    """Who is at the keyboard, for the audit log when no --by is given."""
+    import getpass
+    import os
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        return f"uid:{os.getuid()}"
 
 
 def when(ts: float | None) -> str:

@@ -7,33 +7,50 @@ rows before it; no labels, no per-file tuning) and writes the same rows plus ``a
 (0..1, above 0.5 exactly on detections) and ``is_anomaly`` (0/1); with several value columns a row
 takes the highest score of its columns.
 
+Rows are scored in file order. A timestamp earlier than the row before (a clock change repeats
+an hour; real exports have this) is scored where it stands, with a warning naming the rows.
+
 Exit codes: 0 the file was scored (whether or not it holds anomalies), 2 the file could not be
-read (the message names the file, the row or column, and the fix).
+read or the result not written (the message names the file, the row or column, and the fix;
+with ``--json`` it is one JSON object with ``error`` and ``message``).
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
+from rich.markup import escape
 
-from orchestrator.cli.common import (
-    ERROR,
-    JSON_OPTION,
-    OK,
-    emit_json,
-    err_console,
-    handle_errors,
-)
+from orchestrator.cli.common import JSON_OPTION, OK, emit_json, err_console, handle_errors
+from orchestrator.errors import PermanentError
+
+MAX_ROWS_NAMED = 5
 
 
-class CsvError(ValueError):
-    """A CSV that cannot be scored; the message names the file, the place and the fix."""
+class CsvError(PermanentError):
+    """A CSV that cannot be scored or written; the message names the file, the place and the fix."""
+
+
+def backwards_rows(path: Path, raw: Any, times: Any) -> list[str]:
+    """One warning naming the rows whose time is earlier than the row before, or none."""
+    import numpy as np
+
+    back = np.nonzero(np.diff(times) < 0)[0] + 1  # 0-based data rows; file row = i + 2
+    if not len(back):
+        return []
+    named = "; ".join(f"row {i + 2} ({raw.iloc[i]}) is earlier than row {i + 1} "
+                      f"({raw.iloc[i - 1]})" for i in back[:MAX_ROWS_NAMED])
+    more = f"; and {len(back) - MAX_ROWS_NAMED} more" if len(back) > MAX_ROWS_NAMED else ""
+    return [f"{path}: time goes back {len(back)} time(s): {named}{more}. Scored in file order "
+            "(a clock change repeats an hour); sort the file by time if that is not what it is"]
 
 
 def read_series(path: Path):
-    """Read and check a ``timestamp,value...`` CSV; returns the frame, times (s) and values."""
+    """Read and check a ``timestamp,value...`` CSV; returns the frame, times (s), values and
+    warnings."""
     import numpy as np
     import pandas as pd
 
@@ -66,11 +83,6 @@ def read_series(path: Path):
         row = int(np.argmax(bad))
         raise CsvError(f"{path}: row {row + 2}, column 'timestamp': {raw.iloc[row]!r} is not a "
                        "time; write ISO 8601 ('2024-05-01 12:00:00') or UNIX seconds")
-    back = np.nonzero(np.diff(times) < 0)[0]
-    if len(back):
-        row = int(back[0]) + 1
-        raise CsvError(f"{path}: row {row + 2}, column 'timestamp': earlier than the row before; "
-                       "sort the file by time")
     values = np.empty((len(frame), len(value_cols)))
     for j, col in enumerate(value_cols):
         numeric = pd.to_numeric(frame[col], errors="coerce")
@@ -80,7 +92,7 @@ def read_series(path: Path):
             raise CsvError(f"{path}: row {row + 2}, column {col!r}: {frame[col].iloc[row]!r} is "
                            "not a number; write a number or leave the cell empty (missing)")
         values[:, j] = numeric.to_numpy(float)
-    return frame, times, values
+    return frame, times, values, backwards_rows(path, raw, times)
 
 
 @handle_errors
@@ -95,35 +107,32 @@ def detect_csv(
 
     from orchestrator.core.detect.stream import score_series
 
-    try:
-        frame, times, values = read_series(file)
-    except CsvError as exc:
-        err_console.print(f"error: {exc}")
-        raise typer.Exit(ERROR) from exc
+    frame, times, values, warnings = read_series(file)
+    for warning in warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     scores, flags, _ = score_series(times, values)
     result = frame.copy()
     result["anomaly_score"] = np.round(scores.max(axis=1), 6)
     result["is_anomaly"] = flags.any(axis=1).astype(int)
-    try:
-        if out is None:
-            if json_output:
-                emit_json({"file": str(file), "rows": len(result),
-                           "anomalies": int(result["is_anomaly"].sum()),
-                           "rows_flagged": [int(i) + 2 for i in
-                                            np.nonzero(result["is_anomaly"].to_numpy())[0]]})
-                raise typer.Exit(OK)
-            result.to_csv(sys.stdout, index=False)
+    anomalies = int(result["is_anomaly"].sum())
+    if out is None:
+        if json_output:
+            emit_json({"file": str(file), "rows": len(result), "anomalies": anomalies,
+                       "rows_flagged": [int(i) + 2 for i in
+                                        np.nonzero(result["is_anomaly"].to_numpy())[0]],
+                       "warnings": warnings})
         else:
-            result.to_csv(out, index=False)
+            result.to_csv(sys.stdout, index=False)
+        raise typer.Exit(OK)
+    try:
+        result.to_csv(out, index=False)
     except OSError as exc:
-        err_console.print(f"error: cannot write {out}: {exc}; check the folder exists and is "
-                          "writable")
-        raise typer.Exit(ERROR) from exc
+        raise CsvError(f"cannot write {out}: {exc.strerror or exc}; check the folder exists and "
+                       "is writable") from exc
     if json_output:
         emit_json({"file": str(file), "out": str(out), "rows": len(result),
-                   "anomalies": int(result["is_anomaly"].sum())})
-    elif out is not None:
-        err_console.print(f"{file}: {len(result)} rows, {int(result['is_anomaly'].sum())} "
-                          f"anomalies -> {out}")
+                   "anomalies": anomalies, "warnings": warnings})
+    else:
+        err_console.print(f"{escape(str(file))}: {len(result)} rows, {anomalies} anomalies -> "
+                          f"{escape(str(out))}", highlight=False)
     raise typer.Exit(OK)
-

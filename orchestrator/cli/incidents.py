@@ -1,18 +1,21 @@
-"""``selfheal incidents``: list incidents, show one with its transitions, approve one."""
+"""``selfheal incidents``: list incidents, show one with its transitions, approve or retry one."""
 
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 
 import typer
 
 from orchestrator.cli.common import (
     JSON_OPTION,
+    NEEDS_HUMAN,
     OK,
     State,
     console,
     emit_json,
     handle_errors,
+    operator,
     to_jsonable,
     when,
 )
@@ -21,7 +24,7 @@ from orchestrator.errors import TargetError
 from orchestrator.models import IncidentState
 from orchestrator.wiring import store_for
 
-app = typer.Typer(help="Incidents: list, show, approve.", no_args_is_help=False)
+app = typer.Typer(help="Incidents: list, show, approve, retry.", no_args_is_help=False)
 
 
 @app.callback(invoke_without_command=True)
@@ -66,23 +69,59 @@ def show(incident_id: int = typer.Argument(...), json_output: bool = JSON_OPTION
 @app.command("approve")
 @handle_errors
 def approve(incident_id: int = typer.Argument(...),
-            by: str = typer.Option(..., "--by", help="who approves (must be in policy approvers "
-                                   "when that list is set)"),
+            by: str = typer.Option(..., "--by", help="who approves (must be listed in "
+                                   "policy.yml approvers)"),
             json_output: bool = JSON_OPTION) -> None:
-    """Approve an incident awaiting approval; the next sweep runs its remediation."""
+    """Approve the plan of an incident awaiting approval; the next sweep runs exactly that plan
+    (a changed plan asks again)."""
     from orchestrator.wiring import rules_for
 
     settings = State.settings()
     approvers = rules_for(settings).policy.approvers
-    if approvers and by not in approvers:
-        raise TargetError(f"{by!r} is not an approver in policy.yml (approvers: {list(approvers)})")
+    if not approvers:
+        raise TargetError("no approvers are configured, so nothing can be approved: list who may "
+                          "approve in policy.yml, e.g. `approvers: [alice, bob]`")
+    if by not in approvers:
+        raise TargetError(f"{by!r} is not an approver in policy.yml (approvers: "
+                          f"{list(approvers)}); ask one of them, or add {by!r} to the list")
     store = store_for(settings)
     incident = store.get(incident_id)
     if incident is None or incident.state is not IncidentState.AWAITING_APPROVAL:
         raise TargetError(f"incident {incident_id} is not awaiting approval")
+    if not incident.detail.get("plan_digest"):
+        raise TargetError(f"incident {incident_id} has no recorded plan to approve; wait for "
+                          "the next sweep to plan it")
     store.approve(incident, by, time.time())
     if json_output:
-        emit_json({"incident": incident_id, "approved_by": by})
+        emit_json({"incident": incident_id, "approved_by": by,
+                   "plan_digest": incident.detail["plan_digest"],
+                   "remediation": incident.remediation,
+                   "params": dict(incident.detail.get("params", {}))})
     else:
-        console.print(f"incident {incident_id} approved by {by}; the next sweep runs it")
+        console.print(f"incident {incident_id} approved by {by}: {incident.remediation} "
+                      f"{dict(incident.detail.get('params', {}))}; the next sweep runs it",
+                      highlight=False)
     raise typer.Exit(OK)
+
+
+@app.command("retry")
+@handle_errors
+def retry(incident_id: int = typer.Argument(...),
+          by: str | None = typer.Option(None, "--by", help="who asks (default: the OS user)"),
+          json_output: bool = JSON_OPTION) -> None:
+    """Re-plan an escalated, rolled-back or held incident from the fleet as it is now and run it
+    through every guardrail. Exit 0 healed (or nothing to do), 1 still needs a human."""
+    from orchestrator.wiring import controller_for
+
+    controller = controller_for(State.settings())
+    with console.status(f"retrying incident {incident_id}") if not json_output \
+            else nullcontext():
+        action = controller.retry(incident_id, by or operator())
+    if json_output:
+        emit_json({"action": to_jsonable(action)})
+    else:
+        console.print(f"incident {action.incident_id}: {action.host} {action.fault} -> "
+                      f"[bold]{action.state}[/] ({action.verdict})", highlight=False)
+        for why in action.reasons:
+            console.print(f"  {why}", highlight=False)
+    raise typer.Exit(NEEDS_HUMAN if action.needs_human else OK)

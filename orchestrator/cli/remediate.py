@@ -1,4 +1,8 @@
-"""``selfheal remediate HOST REMEDIATION``: run one catalog entry by hand (``--check`` to try)."""
+"""``selfheal remediate HOST REMEDIATION``: run one catalog entry by hand (``--check`` to try).
+
+The run passes the guardrails (see ``orchestrator.manual``) unless ``--force --reason TEXT``;
+every request is audited with the operator's name (``--by``, else the OS user).
+"""
 
 from __future__ import annotations
 
@@ -9,16 +13,18 @@ import typer
 from orchestrator.cli.common import (
     ERROR,
     JSON_OPTION,
+    NEEDS_HUMAN,
     OK,
     State,
     console,
     emit_json,
     handle_errors,
+    operator,
     to_jsonable,
 )
-from orchestrator.core.plan import build_plan
 from orchestrator.errors import TargetError
-from orchestrator.models import Diagnosis, OutcomeStatus
+from orchestrator.manual import ManualRequest, run_by_hand
+from orchestrator.models import OutcomeStatus, Verdict
 from orchestrator.wiring import controller_for
 
 
@@ -26,39 +32,50 @@ from orchestrator.wiring import controller_for
 def remediate(
     host: str = typer.Argument(..., help="inventory host name"),
     remediation: str = typer.Argument(..., help="catalog entry from rules/remediations.yml"),
-    param: list[str] = typer.Option([], "--param", "-p", help="LABEL=VALUE feeding the entry's "
-                                    "parameters (checked against their patterns)"),
+    param: list[str] = typer.Option([], "--param", "-p", help="NAME=VALUE: a parameter of the "
+                                    "entry (e.g. unit, health_url), or a label feeding one (e.g. "
+                                    "instance=HOST:PORT); every value is checked against its "
+                                    "pattern. Unset ones come from the host's firing series"),
     check: bool = typer.Option(False, "--check", help="Ansible check mode: change nothing"),
+    by: str | None = typer.Option(None, "--by", help="who runs it (default: the OS user); "
+                                  "an approver in policy.yml may run risk tier 3"),
+    force: bool = typer.Option(False, "--force", help="run although the guardrails say no "
+                               "(never for a protected unit); needs --reason"),
+    reason: str | None = typer.Option(None, "--reason", help="why --force (audited)"),
     json_output: bool = JSON_OPTION,
 ) -> None:
-    """Run a catalog remediation on one host, audited. Exit 0 succeeded, 2 failed or refused."""
-    controller = controller_for(State.settings())
-    entry = controller.rules.catalog.get(remediation)
-    if entry is None:
-        raise TargetError(f"'{remediation}' is not in the catalog; known: "
-                          f"{sorted(controller.rules.catalog.remediations)}")
-    labels = {}
+    """Run a catalog remediation on one host, guarded and audited. Exit 0 succeeded, 1 refused
+    by the guardrails, 2 bad input or the run failed."""
+    values: dict[str, str] = {}
     for item in param:
         key, sep, value = item.partition("=")
-        if not sep:
-            raise TargetError(f"--param {item!r}: write LABEL=VALUE")
-        labels[key] = value
-    targets = controller.inventory.resolve([host])
-    address = controller.inventory.hosts[host].prometheus_host
-    labels.setdefault("instance", address)
-    plan = build_plan(Diagnosis(host, "manual", 1.0, ("requested by hand",), (remediation,),
-                                "human", labels), entry, targets)
-    controller.store.audit("manual.remediate", f"{host}/{remediation}",
-                           {"check": check, "params": dict(plan.params)})
-    with console.status(f"running {remediation} on {host}") if not json_output else nullcontext():
-        outcome = controller.executor.run(plan, "remediate", check=check)
-    controller.store.record_run(None, host, remediation, "remediate", outcome)
+        if not sep or not key:
+            raise TargetError(f"--param {item!r}: write NAME=VALUE")
+        values[key] = value
+    controller = controller_for(State.settings())
+    request = ManualRequest(host, remediation, values, check, by or operator(), force, reason)
+    with console.status(f"{remediation} on {host}") if not json_output else nullcontext():
+        result = run_by_hand(controller, request)
+    outcome = result.outcome
     if json_output:
-        emit_json(to_jsonable(outcome))
+        emit_json({"host": host, "remediation": remediation, "by": request.by,
+                   "params": dict(result.plan.params), "verdict": result.decision.verdict.value,
+                   "reasons": list(result.decision.reasons), "forced": result.forced,
+                   "outcome": None if outcome is None else to_jsonable(outcome)})
+    elif outcome is None:
+        console.print(f"[red]refused:[/] {remediation} on {host} "
+                      f"({result.decision.verdict.value})", highlight=False)
+        for why in result.decision.reasons:
+            console.print(f"  {why}", highlight=False)
+        if result.decision.verdict is not Verdict.REFUSE:
+            console.print("  to override: --force --reason TEXT (audited)", highlight=False)
     else:
+        forced = f", forced past: {'; '.join(result.decision.reasons)}" if result.forced else ""
         console.print(f"{remediation} on {host}: {outcome.status.value} "
-                      f"({outcome.seconds:.1f}s{', check mode' if check else ''})")
+                      f"({outcome.seconds:.1f}s{', check mode' if check else ''}{forced})",
+                      highlight=False)
         for m in outcome.messages:
             console.print(f"  {m}", highlight=False)
+    if outcome is None:
+        raise typer.Exit(NEEDS_HUMAN)
     raise typer.Exit(OK if outcome.status is OutcomeStatus.SUCCEEDED else ERROR)
-

@@ -13,6 +13,7 @@ import typer
 from orchestrator.cli.common import JSON_OPTION, OK, State, console, emit_json, handle_errors
 from orchestrator.cli.report import actions_table, anomalies_table, hosts_table, sweep_json
 from orchestrator.errors import SelfhealError
+from orchestrator.health import record_sweep
 from orchestrator.store.lock import controller_lock
 from orchestrator.wiring import controller_for
 
@@ -35,6 +36,7 @@ def sweep(
     code = OK
     stop = threading.Event()
     if every:  # a service: finish the sweep in hand on SIGTERM or Ctrl-C, then exit
+        controller.executor.prepare()  # pay Ansible's import once, before any fault
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
     with controller_lock(settings.state.dir):
@@ -49,6 +51,7 @@ def sweep(
             with console.status("sweeping the fleet", spinner="dots") if not json_output \
                     else nullcontext():
                 report = controller.sweep(dry_run=dry_run)
+            record_sweep(settings.health.textfile_path, report, controller.store)
             code = report.exit_code
             if json_output:
                 emit_json(sweep_json(report))

@@ -8,20 +8,13 @@ Parsed from YAML text by ``parse_faults``; used by ``diagnose`` and ``sources.pr
 
 from __future__ import annotations
 
-import operator
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from orchestrator.core.catalog import NAME, Catalog
+from orchestrator.core.comparison import Comparison, parse_comparison
 from orchestrator.core.rulefile import fail, load_with_lines, validate
-
-_COMPARE: dict[str, Callable[[float, float], bool]] = {
-    "==": operator.eq, "!=": operator.ne, ">": operator.gt,
-    ">=": operator.ge, "<": operator.lt, "<=": operator.le,
-}
-_CONDITION = re.compile(r"^\s*(==|!=|>=|<=|>|<)\s*(-?[0-9.]+(?:e-?[0-9]+)?)\s*$")
 
 
 class _Rule(BaseModel):
@@ -39,14 +32,16 @@ class Signal(_Rule):
     @field_validator("firing_when")
     @classmethod
     def _condition(cls, v: str) -> str:
-        if not _CONDITION.match(v):
-            raise ValueError("write a comparison such as '== 0' or '> 0.9'")
+        parse_comparison(v)  # a malformed one is refused at load time, naming file and line
         return v
 
+    @property
+    def comparison(self) -> Comparison:
+        return parse_comparison(self.firing_when)
+
     def fires(self, value: float) -> bool:
-        match = _CONDITION.match(self.firing_when)
-        assert match is not None  # validated above
-        return _COMPARE[match.group(1)](value, float(match.group(2)))
+        """True when ``value`` meets ``firing_when``; never for NaN or an infinity (unknown)."""
+        return self.comparison.holds(value)
 
 
 class Fault(_Rule):

@@ -15,9 +15,13 @@ from orchestrator.models import Incident, IncidentState as S
 ALLOWED: dict[S, frozenset[S]] = {
     S.DETECTED: frozenset({S.DIAGNOSED, S.ESCALATED, S.SUPPRESSED}),
     S.DIAGNOSED: frozenset({S.PLANNED, S.ESCALATED, S.SUPPRESSED}),
-    S.PLANNED: frozenset({S.AWAITING_APPROVAL, S.REMEDIATING, S.ESCALATED, S.SUPPRESSED,
-                          S.RESOLVED}),
-    S.AWAITING_APPROVAL: frozenset({S.REMEDIATING, S.ESCALATED, S.SUPPRESSED, S.RESOLVED}),
+    S.PLANNED: frozenset({S.AWAITING_APPROVAL, S.HELD, S.REMEDIATING, S.ESCALATED,
+                          S.SUPPRESSED, S.RESOLVED}),
+    S.AWAITING_APPROVAL: frozenset({S.HELD, S.REMEDIATING, S.ESCALATED, S.SUPPRESSED,
+                                    S.RESOLVED}),
+    # held: a limit says wait; it resumes (or asks, or escalates) when a sweep finds it allowed
+    S.HELD: frozenset({S.AWAITING_APPROVAL, S.REMEDIATING, S.ESCALATED, S.SUPPRESSED,
+                       S.RESOLVED}),
     S.REMEDIATING: frozenset({S.VERIFYING, S.ROLLED_BACK, S.ESCALATED}),
     S.VERIFYING: frozenset({S.RESOLVED, S.ROLLED_BACK, S.ESCALATED}),
     S.RESOLVED: frozenset(),

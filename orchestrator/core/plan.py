@@ -7,6 +7,8 @@ parameter's pattern; nothing is ever run on a guess.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Mapping
 
@@ -17,9 +19,16 @@ from orchestrator.models import Diagnosis, Plan
 _FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def resolve_param(name: str, spec: ParamSpec, labels: Mapping[str, str]) -> str:
-    """The parameter's value, or UnsafeValueError naming the value and the pattern it missed."""
-    if spec.value is not None:
+def resolve_param(name: str, spec: ParamSpec, labels: Mapping[str, str],
+                  given: str | None = None) -> str:
+    """The parameter's value, or UnsafeValueError naming the value and the pattern it missed.
+
+    ``given``: a value a human passed by hand (``remediate -p NAME=VALUE``); it replaces the
+    label or template but must pass the same pattern.
+    """
+    if given is not None:
+        value = given
+    elif spec.value is not None:
         value = spec.value
     elif spec.from_label is not None:
         if spec.from_label not in labels:
@@ -42,13 +51,21 @@ def resolve_param(name: str, spec: ParamSpec, labels: Mapping[str, str]) -> str:
     return value
 
 
-def build_plan(diagnosis: Diagnosis, remediation: Remediation,
-               targets: tuple[str, ...]) -> Plan:
-    """A plan for ``remediation`` against ``targets`` (never empty)."""
+def build_plan(diagnosis: Diagnosis, remediation: Remediation, targets: tuple[str, ...],
+               given: Mapping[str, str] | None = None) -> Plan:
+    """A plan for ``remediation`` against ``targets`` (never empty).
+
+    ``given``: parameter values a human passed by hand, each checked against its pattern.
+    """
     if not targets:
         raise TargetError("refusing a plan with no target hosts: an empty target set is never "
                           "'all hosts'")
-    params = {name: resolve_param(name, spec, diagnosis.labels)
+    given = dict(given or {})
+    unknown = sorted(set(given) - set(remediation.params))
+    if unknown:
+        raise UnsafeValueError(f"{unknown} are not parameters of {remediation.name} (its "
+                               f"parameters: {sorted(remediation.params)})")
+    params = {name: resolve_param(name, spec, diagnosis.labels, given.get(name))
               for name, spec in remediation.params.items()}
     return Plan(
         fault=diagnosis.fault, remediation=remediation.name, role=remediation.role,
@@ -56,6 +73,18 @@ def build_plan(diagnosis: Diagnosis, remediation: Remediation,
         cooldown_s=remediation.cooldown_s, check_first=remediation.check_first,
         verify_signal=remediation.verify.signal, labels=diagnosis.labels,
     )
+
+
+def plan_digest(plan: Plan, remediation: Remediation) -> str:
+    """A hash of everything a plan would do: role, targets, parameters and the catalog entry.
+
+    An approval is bound to it; any change (a new label value, an edited catalog entry, another
+    host) gives another digest and needs a new approval.
+    """
+    body = {"remediation": plan.remediation, "role": plan.role, "targets": list(plan.targets),
+            "params": dict(plan.params), "entry": remediation.model_dump(mode="json")}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def first_remediation(diagnosis: Diagnosis, catalog: Catalog) -> Remediation | None:

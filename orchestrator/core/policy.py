@@ -79,19 +79,54 @@ class MaintenanceWindow(_Rule):
         return t >= self.start or t < self.end  # window crosses midnight
 
 
+class Flapping(_Rule):
+    """The same fault back on a host soon after its fix: wait longer each time, then escalate."""
+
+    window_s: float = Field(3600.0, gt=0, description="runs on one host counted over this window")
+    backoff: float = Field(2.0, ge=1, description="each return multiplies the cooldown by this")
+    max_returns: int = Field(3, ge=1, description="runs in the window after which the fault is "
+                             "escalated instead of fixed again: the fix does not hold")
+
+
+# Units a remediation never restarts or stops, whatever the labels say: the way in (sshd), the
+# host's own plumbing (dbus, systemd), the eyes (exporters) and selfheal itself.
+DEFAULT_PROTECTED_UNITS = (
+    "ssh.service", "sshd.service", "ssh.socket", "sshd@*.service",
+    "dbus.service", "dbus.socket", "dbus-broker.service",
+    "systemd-*", "init.scope", "-.slice", "user@*.service",
+    "prometheus-node-exporter*", "node_exporter*", "node-exporter*", "prometheus-*-exporter*",
+    "*_exporter.service", "*-exporter.service",
+    "selfheal.service", "selfheal-sweep.*", "selfheal-serve.*", "selfheal-baseline.*",
+)
+
+
 class Policy(_Rule):
     mode: Literal["strict", "relaxed", "disabled"] = "strict"
     max_concurrent: int = Field(2, ge=1)
     blast_radius: BlastRadius = BlastRadius()
     circuit_breaker: CircuitBreaker = CircuitBreaker()
     maintenance_windows: tuple[MaintenanceWindow, ...] = ()
-    approvers: tuple[str, ...] = ()
+    approvers: tuple[str, ...] = Field((), description="who may approve; none: nothing that "
+                                       "needs approval can be approved")
+    protected_units: tuple[str, ...] = Field(DEFAULT_PROTECTED_UNITS, description="fnmatch "
+                                             "patterns of systemd units never restarted or "
+                                             "stopped")
+    flapping: Flapping = Flapping()
     approval_ttl_s: float = Field(3600.0, gt=0, description="an approval older than this "
                                   "no longer counts; the incident asks again")
 
     def history_window_s(self, longest_cooldown_s: float) -> float:
         """How far back the run history must reach for every window to be judged."""
-        return max(self.blast_radius.window_s, self.circuit_breaker.window_s, longest_cooldown_s)
+        return max(self.blast_radius.window_s, self.circuit_breaker.window_s,
+                   self.flapping.window_s, longest_cooldown_s)
+
+    def protected_unit(self, value: str) -> str | None:
+        """The protected_units pattern ``value`` (a unit name, ``.service`` optional) matches."""
+        names = (value,) if "." in value else (value, f"{value}.service")
+        for pattern in self.protected_units:
+            if any(fnmatch.fnmatchcase(n, pattern) for n in names):
+                return pattern
+        return None
 
 
 def parse_policy(text: str, filename: str = "policy.yml") -> Policy:
@@ -126,50 +161,53 @@ class PolicyState:
 
 
 def decide(plan: Plan, policy: Policy, state: PolicyState, dry_run: bool = False,
-           approved: bool = False) -> Decision:
-    """The verdict for one plan, with every reason; refusals win over approval requests.
+           approved: bool = False, manual: bool = False) -> Decision:
+    """The verdict for one plan, with every reason.
 
+    Precedence: refuse (never acceptable: a protected unit, a fix that does not hold) over
+    suppress (maintenance) over hold (a limit says wait) over ask (approval) over run.
     ``approved``: a human approved this plan; it skips only the approval step, not the limits.
+    ``manual``: a human runs it by hand: fleet-wide limits (too much broken, blast radius) are
+    the human's call; mode, maintenance, cooldown, breaker and approval still hold.
     """
-    refuse: list[str] = []
+    refuse = _protected(plan, policy)
+    suppress = [f"{host} is in maintenance window '{window.name}'"
+                for window in policy.maintenance_windows for host in plan.targets
+                if window.covers(host, state.now)]
+    hold: list[str] = []
     ask: list[str] = []
-    suppress: list[str] = []
     if policy.mode == "disabled":
-        refuse.append("policy mode is 'disabled': self-healing is off")
-    if state.fleet_size and state.broken_hosts / state.fleet_size > (
+        hold.append("policy mode is 'disabled': self-healing is off")
+    if not manual and state.fleet_size and state.broken_hosts / state.fleet_size > (
         policy.blast_radius.max_broken_fraction
     ):
-        refuse.append(
+        hold.append(
             f"{state.broken_hosts} of {state.fleet_size} hosts are broken or unknown, over "
             f"{policy.blast_radius.max_broken_fraction:.0%}: stop and page a human"
         )
-    for window in policy.maintenance_windows:
-        for host in plan.targets:
-            if window.covers(host, state.now):
-                suppress.append(f"{host} is in maintenance window '{window.name}'")
     for host in plan.targets:
-        last = max((r.started_at for r in state.runs
-                    if r.host == host and r.remediation == plan.remediation), default=None)
-        if last is not None and state.now - last < plan.cooldown_s:
-            refuse.append(f"{plan.remediation} ran on {host} {state.now - last:.0f}s ago; "
-                          f"cooldown is {plan.cooldown_s:.0f}s")
+        waits, flaps = _cooldown(plan, policy, state, host)
+        hold.extend(waits)
+        refuse.extend(flaps)
     recent_hosts = {r.host for r in state.runs
                     if state.now - r.started_at < policy.blast_radius.window_s}
-    if len(recent_hosts | set(plan.targets)) > policy.blast_radius.max_hosts:
-        refuse.append(f"blast radius: {len(recent_hosts)} hosts remediated in the last "
-                      f"{policy.blast_radius.window_s:.0f}s (max {policy.blast_radius.max_hosts})")
+    if not manual and len(recent_hosts | set(plan.targets)) > policy.blast_radius.max_hosts:
+        hold.append(f"blast radius: {len(recent_hosts)} hosts remediated in the last "
+                    f"{policy.blast_radius.window_s:.0f}s (max {policy.blast_radius.max_hosts})")
     failures = sum(1 for r in state.history if r.remediation == plan.remediation and r.failed
                    and state.now - r.started_at < policy.circuit_breaker.window_s)
     if failures >= policy.circuit_breaker.max_failures:
-        refuse.append(f"circuit breaker open: {plan.remediation} failed {failures} times in "
-                      f"{policy.circuit_breaker.window_s:.0f}s")
+        hold.append(f"circuit breaker open: {plan.remediation} failed {failures} times in "
+                    f"{policy.circuit_breaker.window_s:.0f}s")
     if not approved and (plan.risk_tier >= 3 or (policy.mode == "strict"
                                                  and plan.risk_tier >= 2)):
         ask.append(f"risk tier {plan.risk_tier} needs approval in {policy.mode} mode")
-    if suppress:
-        return Decision(Verdict.SUPPRESS, tuple(suppress + refuse))
     if refuse:
-        return Decision(Verdict.REFUSE, tuple(refuse + ask))
+        return Decision(Verdict.REFUSE, tuple(refuse + suppress + hold))
+    if suppress:
+        return Decision(Verdict.SUPPRESS, tuple(suppress + hold))
+    if hold:
+        return Decision(Verdict.HOLD, tuple(hold + ask))
     if ask:
         return Decision(Verdict.ASK, tuple(ask))
     if dry_run:
@@ -178,3 +216,40 @@ def decide(plan: Plan, policy: Policy, state: PolicyState, dry_run: bool = False
         return Decision(Verdict.DEFER, (f"{state.running} fixes running, max_concurrent is "
                                         f"{policy.max_concurrent}: next sweep",))
     return Decision(Verdict.RUN, (f"risk tier {plan.risk_tier} runs in {policy.mode} mode",))
+
+
+def _protected(plan: Plan, policy: Policy) -> list[str]:
+    """A parameter naming a protected unit refuses the plan, whatever the labels said."""
+    reasons = []
+    for name, value in plan.params.items():
+        pattern = policy.protected_unit(str(value)) if isinstance(value, str) else None
+        if pattern is not None:
+            reasons.append(f"parameter {name}={value!r} names a protected unit (policy.yml "
+                           f"protected_units: {pattern!r}); selfheal never restarts or stops it")
+    return reasons
+
+
+def _cooldown(plan: Plan, policy: Policy, state: PolicyState,
+              host: str) -> tuple[list[str], list[str]]:
+    """(hold reasons, refuse reasons) from this remediation's earlier runs on ``host``.
+
+    The cooldown after the n-th run in the flapping window is cooldown * backoff**(n-1); after
+    ``max_returns`` runs the fix is not holding and the fault is escalated.
+    """
+    flap = policy.flapping
+    runs = sorted(r.started_at for r in state.runs if r.host == host
+                  and r.remediation == plan.remediation and state.now - r.started_at < max(
+                      flap.window_s, plan.cooldown_s))
+    if not runs:
+        return [], []
+    recent = [t for t in runs if state.now - t < flap.window_s]
+    if len(recent) >= flap.max_returns:
+        return [], [f"flapping: {plan.remediation} ran {len(recent)} times on {host} in the last "
+                    f"{flap.window_s:.0f}s and the fault is back: the fix does not hold"]
+    cooldown = plan.cooldown_s * flap.backoff ** max(0, len(recent) - 1)
+    since = state.now - runs[-1]
+    if since < cooldown:
+        return [f"{plan.remediation} ran on {host} {since:.0f}s ago; cooldown is "
+                f"{cooldown:.0f}s" + (f" (backed off: {len(recent)} runs in "
+                                      f"{flap.window_s:.0f}s)" if len(recent) > 1 else "")], []
+    return [], []

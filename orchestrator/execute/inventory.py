@@ -3,7 +3,11 @@
 Called by the CLI and ``engine`` to learn which hosts exist and how each maps to its Prometheus
 ``instance`` (host variable ``selfheal_prometheus_host``, else ``ansible_host``, else the name).
 Anything ``ansible-inventory`` reads works: INI, YAML, folders with group_vars, dynamic scripts.
-Host names or addresses with characters outside a host name's alphabet are refused and logged.
+Host names or addresses with characters outside a host name's alphabet are refused and logged;
+so are Ansible host-pattern characters in names (``,:*?[]~!&``), which Ansible would read as a
+pattern that selects other hosts. A host named like a group (host ``db`` in group ``db``) is
+kept: the runner selects hosts by name equality, never by pattern (see ``runner``). An inventory
+that defines the group ``selfheal_targets`` is refused: selfheal keeps that name for its runs.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from orchestrator.errors import InventoryError, TargetError
 log = logging.getLogger(__name__)
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
+_PATTERN_CHARS = set(",:*?[]~!&@")
+RUN_GROUP = "selfheal_targets"  # the group the plays run on; filled per run by the runner
 _SAFE_ADDRESS = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]{0,252}|[0-9A-Fa-f:.]{2,45})$")
 
 
@@ -80,6 +86,9 @@ def ansible_command(name: str) -> str:
 
 def parse_inventory_json(data: Mapping[str, Any], source: Path, host_var: str) -> Inventory:
     """Build an Inventory from ``ansible-inventory --list`` output."""
+    if RUN_GROUP in data:
+        raise InventoryError(f"inventory {source} defines a group {RUN_GROUP!r}; selfheal keeps "
+                             "that name for the hosts of each run: rename the group")
     hostvars = data.get("_meta", {}).get("hostvars", {})
     groups = _groups(data)
     hosts: dict[str, Host] = {}
@@ -90,6 +99,13 @@ def parse_inventory_json(data: Mapping[str, Any], source: Path, host_var: str) -
         prom = str(hv.get(host_var, address))
         bad = [v for v in (name,) if not SAFE_NAME.match(v)] + [
             v for v in (address, prom) if not _SAFE_ADDRESS.match(v)]
+        if bad and bad[0] == name and _PATTERN_CHARS & set(name):
+            refused.append(f"host {name[:80]!r}: refused: Ansible reads "
+                           f"{''.join(sorted(_PATTERN_CHARS & set(name)))!r} in a host name as a "
+                           "host pattern that can select other hosts; rename the host (letters, "
+                           "digits, '.', '_', '-') and keep its address in ansible_host")
+            log.warning("refused inventory host", extra={"host": name[:200]})
+            continue
         if bad:
             refused.append(f"host {name[:80]!r}: refused {bad[0][:80]!r} (shell or template "
                            "characters are not allowed in host names or addresses)")

@@ -3,8 +3,12 @@
 Called by ``engine`` (remediate, then verify / rollback) and by ``selfheal remediate``. Safety:
 targets must be a non-empty subset of the inventory (``limit=""`` would mean every host), and every
 extra var is written to ``env/extravars`` tagged ``!unsafe`` so Ansible never templates text that
-came from outside. Extension follows ansible-runner: ``event_handler`` and ``cancel_callback`` are
-passed through.
+came from outside. Targets cannot widen, checked three times: the plays select the group
+``selfheal_targets``, which a per-run inventory source fills with exactly the planned hosts by
+comparing names (a host named like a group stays one host); Ansible's own resolution of that
+group is compared with the plan before the run; and the hosts the run touched are compared with
+the plan after it (an extra host makes the outcome ``widened``). Extension follows
+ansible-runner: ``event_handler`` and ``cancel_callback`` are passed through.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -23,7 +28,8 @@ from typing import Any, Literal
 
 from orchestrator.config import AnsibleSettings
 from orchestrator.errors import TargetError, UnsafeValueError
-from orchestrator.execute.inventory import SAFE_NAME, Inventory
+from orchestrator.execute.inventory import RUN_GROUP, SAFE_NAME, Inventory
+from orchestrator.execute.selection import load_ansible, selected_hosts
 from orchestrator.models import Outcome, OutcomeStatus, Plan
 
 log = logging.getLogger(__name__)
@@ -31,6 +37,17 @@ log = logging.getLogger(__name__)
 Phase = Literal["remediate", "verify", "rollback"]
 KEEP_RUNS = 500  # run folders (artefacts) kept under runs_dir; older ones are removed
 _VAR_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
+
+
+def run_group_source(targets: tuple[str, ...]) -> str:
+    """An inventory source that puts exactly these inventory hosts in the group the plays use.
+
+    Ansible's ``constructed`` plugin tests each host already in the inventory by name equality;
+    it never creates a host and never reads a name as a pattern. Names are SAFE_NAME-checked.
+    """
+    return ("# Written by selfheal for one run: the play's hosts are exactly these.\n"
+            "plugin: ansible.builtin.constructed\nstrict: true\n"
+            f"groups:\n  {RUN_GROUP}: inventory_hostname in {json.dumps(list(targets))}\n")
 
 
 def unsafe_extravars_yaml(variables: Mapping[str, Any]) -> str:
@@ -58,6 +75,13 @@ class AnsibleExecutor:
     runs_dir: Path
     run_fn: Callable[..., Any] | None = None
 
+    def prepare(self) -> None:
+        """Start loading Ansible for the pre-run host check in the background (about 1 s once
+        per process), so a heal about to run does not pay for it; a no-op once loaded."""
+        config = self.settings.project_dir / "ansible.cfg"
+        threading.Thread(target=load_ansible, args=(config,), daemon=True,
+                         name="ansible-warm-up").start()
+
     def run(self, plan: Plan, phase: Phase = "remediate", check: bool = False,
             event_handler: Callable[[dict[str, Any]], bool] | None = None,
             cancel_callback: Callable[[], bool] | None = None) -> Outcome:
@@ -70,8 +94,18 @@ class AnsibleExecutor:
         stamp = time.strftime("%Y%m%dT%H%M%S")
         private = self.runs_dir / f"{stamp}-{plan.remediation}-{phase}-{uuid.uuid4().hex[:8]}"
         (private / "env").mkdir(parents=True, exist_ok=True)
-        extravars = {"selfheal_targets": ",".join(targets), "selfheal_role": plan.role,
-                     **plan.params}
+        group_source = private / "selfheal_targets.yml"  # the plugin reads only .yml/.yaml
+        group_source.write_text(run_group_source(targets))
+        sources = [self.inventory.source.resolve(), group_source]
+        limit = ",".join(targets)
+        config = self.settings.project_dir / "ansible.cfg"
+        selected = selected_hosts(sources, limit, RUN_GROUP, config)
+        if sorted(selected) != sorted(targets):
+            raise TargetError(
+                f"refused: Ansible would run on {sorted(selected)[:20]} for a plan on "
+                f"{sorted(targets)}; the inventory {self.inventory.source} changed since it was "
+                f"read, or defines a group {RUN_GROUP!r} (a name selfheal keeps for itself)")
+        extravars = {"selfheal_role": plan.role, **plan.params}
         (private / "env" / "extravars").write_text(unsafe_extravars_yaml(extravars))
         run_fn = self.run_fn
         if run_fn is None:
@@ -80,7 +114,7 @@ class AnsibleExecutor:
             run_fn = ansible_runner.run
         bin_dir = str(Path(sys.executable).parent)
         envvars = {
-            "ANSIBLE_CONFIG": str(self.settings.project_dir / "ansible.cfg"),
+            "ANSIBLE_CONFIG": str(config),
             "ANSIBLE_HOST_KEY_CHECKING": "True",
             "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.runs_dir.parent / "cp"),
             "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -90,8 +124,8 @@ class AnsibleExecutor:
             private_data_dir=str(private),
             project_dir=str(self.settings.project_dir),
             playbook=str(self.settings.project_dir / "playbooks" / f"{phase}.yml"),
-            inventory=str(self.inventory.source.resolve()),
-            limit=",".join(targets),
+            inventory=[str(s) for s in sources],
+            limit=limit,
             cmdline="--check --diff" if check else None,
             envvars=envvars,
             forks=self.settings.forks,
@@ -105,6 +139,10 @@ class AnsibleExecutor:
         log.info("ansible run", extra={"remediation": plan.remediation, "phase": phase,
                                        "check": check, "status": outcome.status.value,
                                        "seconds": round(outcome.seconds, 2)})
+        if outcome.extra_hosts:
+            log.error("ansible run touched hosts outside its plan",
+                      extra={"remediation": plan.remediation, "phase": phase,
+                             "extra_hosts": list(outcome.extra_hosts)})
         return outcome
 
 
@@ -139,14 +177,16 @@ def _outcome(result: Any, targets: tuple[str, ...], started: float, finished: fl
     dark = tuple(sorted(stats.get("dark", {}) or {}))
     failed = tuple(sorted(set(stats.get("failures", {}) or {}) - set(dark)))
     changed = tuple(sorted(stats.get("changed", {}) or {}))
-    touched = set()
-    for key in ("ok", "changed", "failures", "dark", "skipped"):
-        touched |= set(stats.get(key, {}) or {})
+    touched = _touched_hosts(result)
     messages = _failure_messages(result)
     missing = [t for t in targets if t not in touched]
     if missing:
         messages.append(f"play did not reach {missing}")
-    if result.status == "canceled" or result.status == "timeout":
+    extra = tuple(sorted(touched - set(targets)))
+    if extra:  # first: whatever else happened, the run went beyond its plan
+        messages.append(f"play ran on {list(extra)}, which the plan did not name")
+        status = OutcomeStatus.WIDENED
+    elif result.status == "canceled" or result.status == "timeout":
         status = OutcomeStatus.CANCELED
         messages.append(f"run {result.status}")
     elif dark:
@@ -157,4 +197,19 @@ def _outcome(result: Any, targets: tuple[str, ...], started: float, finished: fl
         status = OutcomeStatus.SUCCEEDED
     return Outcome(status=status, started_at=started, finished_at=finished, check_mode=check,
                    rc=result.rc, changed_hosts=changed, failed_hosts=failed,
-                   unreachable_hosts=dark, messages=tuple(messages), artifact_dir=artifacts)
+                   unreachable_hosts=dark, extra_hosts=extra, messages=tuple(messages),
+                   artifact_dir=artifacts)
+
+
+def _touched_hosts(result: Any) -> set[str]:
+    """Every host the run's stats or events name: a host is touched once a task was sent to it."""
+    stats = result.stats or {}
+    touched: set[str] = set()
+    for per_host in stats.values():
+        if isinstance(per_host, Mapping):
+            touched |= set(per_host)
+    for event in getattr(result, "events", []) or []:
+        host = (event.get("event_data") or {}).get("host")
+        if host:
+            touched.add(str(host))
+    return touched

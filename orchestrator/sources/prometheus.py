@@ -3,14 +3,16 @@
 Called by ``engine`` once per sweep (``observe``) and during verification (``observe`` again with
 the one signal being verified). Each returned series is mapped to an inventory host through the
 host part of its ``instance`` label. A label that does not look like a host:port is refused and
-logged; a series whose target was not scraped within ``max_staleness_s`` is UNKNOWN; when
-Prometheus does not answer, ``SourceUnavailable`` is raised and the caller treats every host as
-UNKNOWN.
+logged; a series whose target was not scraped within ``max_staleness_s``, or whose value is NaN
+or an infinity, is UNKNOWN; when Prometheus does not answer, ``SourceUnavailable`` is raised and
+the caller treats every host as UNKNOWN. The HTTP client (credentials, CA file, error text
+without secrets) comes from ``sources.client``.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ from orchestrator.config import PrometheusSettings
 from orchestrator.core.faults import Signal
 from orchestrator.errors import SourceUnavailable
 from orchestrator.models import Finding, Health
+from orchestrator.sources.client import open_client
 
 log = logging.getLogger(__name__)
 
@@ -38,20 +41,20 @@ def instance_host(instance: str) -> str | None:
 
 
 def connect(settings: PrometheusSettings) -> QueryFn:
-    """A query function over prometheus-api-client with a short, bounded retry."""
-    from prometheus_api_client import PrometheusConnect
+    """A query function over prometheus-api-client with a short, bounded retry.
+
+    Authenticates as ``settings`` say (``sources.client``); a failure raises
+    ``SourceUnavailable`` whose message names the cause and holds no secret.
+    """
     from urllib3.util.retry import Retry
 
-    client = PrometheusConnect(url=settings.url, disable_ssl=False,
-                               retry=Retry(total=1, backoff_factor=0.1),
-                               timeout=settings.timeout_s)
+    client, how = open_client(settings, Retry(total=1, backoff_factor=0.1), settings.timeout_s)
 
     def query(promql: str) -> list[dict[str, Any]]:
         try:
             return list(client.custom_query(promql))
         except Exception as exc:  # requests and the client raise many kinds; all mean "no data"
-            raise SourceUnavailable(f"Prometheus at {settings.url} did not answer {promql!r}: "
-                                    f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+            raise SourceUnavailable(how.explain(exc, repr(promql))) from exc
 
     return query
 
@@ -135,6 +138,11 @@ class PrometheusSource:
     def _judge(self, signal: Signal, host: str, series: dict[str, Any], metric: dict[str, str],
                scraped: _Freshness, now: float) -> Finding:
         value = float(series["value"][1])
+        if not math.isfinite(value):  # NaN or ±Inf: a division by zero, a broken exporter
+            return Finding(host=host, signal=signal.name, health=Health.UNKNOWN, observed_at=now,
+                           source="prometheus", labels=metric,
+                           evidence=(f"{signal.promql} = {value}: not a number, so "
+                                     f"{signal.name} is unknown (neither healthy nor firing)",))
         sampled = scraped.last(metric.get("job", ""), metric.get(self.settings.instance_label, ""))
         if sampled is None:
             return Finding(host=host, signal=signal.name, health=Health.UNKNOWN, observed_at=now,

@@ -7,18 +7,32 @@ the same database transaction, so the two never disagree.
 
 from __future__ import annotations
 
+import hmac
 import json
+import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, insert, select, update
+from sqlalchemy import Engine, create_engine, event, func, insert, inspect, select, update
+from sqlalchemy.exc import OperationalError
 
 from orchestrator.core.policy import PastRun
-from orchestrator.errors import AuditChainError
+from orchestrator.errors import AuditChainError, StoreUnavailable
 from orchestrator.models import AuditRecord, Incident, IncidentState, Outcome, OutcomeStatus
 from orchestrator.store import schema
-from orchestrator.store.audit import GENESIS, canonical, record_hash, verify_chain
+from orchestrator.store.audit import (
+    GENESIS,
+    canonical,
+    head_seal,
+    record_hash,
+    verify_chain,
+    write_marker,
+)
+
+log = logging.getLogger(__name__)
+RUN_STARTED = "started"  # runs.status (finished_at = started_at) until the outcome is written
 
 
 def _row_to_incident(row: Any) -> Incident:
@@ -34,7 +48,8 @@ def _row_to_incident(row: Any) -> Incident:
 class Store:
     """All durable state behind one SQLAlchemy engine."""
 
-    def __init__(self, url: str, audit_key: bytes, actor: str = "selfheal") -> None:
+    def __init__(self, url: str, audit_key: bytes, actor: str = "selfheal",
+                 chain_marker: Path | None = None, write_retry_s: float = 60.0) -> None:
         self.engine: Engine = create_engine(url, future=True)
         if url.startswith("sqlite"):
             # Every transaction takes SQLite's write lock up front (BEGIN IMMEDIATE), so two
@@ -44,7 +59,10 @@ class Store:
                 "BEGIN IMMEDIATE"))
         schema.metadata.create_all(self.engine)
         self.actor = actor
+        self.write_retry_s = write_retry_s
         self._key = audit_key
+        self._marker = chain_marker  # None: only the database itself is checked
+        self._seal_unsealed_head()
 
     # -- audit -------------------------------------------------------------------------------
     def _append_audit(self, conn: Any, action: str, subject: str,
@@ -60,11 +78,14 @@ class Store:
         conn.execute(insert(schema.audit).values(
             seq=seq, at=at, actor=self.actor, action=action, subject=subject, payload=body,
             prev_hash=prev, hash=digest))
+        seal = head_seal(self._key, seq, digest)
         if last is None:
-            conn.execute(insert(schema.audit_head).values(id=1, seq=seq, hash=digest))
+            conn.execute(insert(schema.audit_head).values(id=1, seq=seq, hash=digest, seal=seal))
         else:
             conn.execute(update(schema.audit_head).where(schema.audit_head.c.id == 1)
-                         .values(seq=seq, hash=digest))
+                         .values(seq=seq, hash=digest, seal=seal))
+        if self._marker is not None and not self._marker.exists():
+            write_marker(self._marker)  # before commit: a marker too early is only a false alarm
 
     def audit(self, action: str, subject: str, payload: Mapping[str, Any] | None = None,
               at: float | None = None) -> None:
@@ -83,20 +104,50 @@ class Store:
                 for row in conn.execute(select(schema.audit).order_by(schema.audit.c.seq))]
 
     def verify_audit(self) -> int:
-        """Records checked; AuditChainError if any was edited, deleted or reordered."""
-        with self.engine.begin() as conn:  # head and records from one snapshot
+        """Records checked; AuditChainError if any was edited, deleted or reordered, if the
+        head was rewritten, or if the log was emptied."""
+        with self.engine.begin() as conn:  # head, records and the rest from one snapshot
             head = conn.execute(select(schema.audit_head)).first()
             records = self._records(conn)
+            held = _keyed_history(conn, with_audit=False)
         count = verify_chain(records, self._key)
         if head is None:
             if count:
                 raise AuditChainError("audit head record is missing: the log was tampered with")
+            if held:
+                raise AuditChainError(f"the audit log is empty but the database holds {held}; "
+                                      "each of those wrote an audit record: the log was emptied")
+            if self._marker is not None and self._marker.exists():
+                raise AuditChainError(
+                    f"the audit log is empty but {self._marker} says it has had records: the "
+                    "log was emptied. If you started a new database on purpose, run `selfheal "
+                    "audit init-key` to start a new chain")
             return 0
+        expected = head_seal(self._key, head.seq, head.hash)
+        if head.seal is None or not hmac.compare_digest(expected, head.seal):
+            raise AuditChainError(f"the audit head (record {head.seq}) was rewritten: its seal "
+                                  "does not match, so records at the end were deleted")
         if not records or records[-1].seq != head.seq or records[-1].hash != head.hash:
             last = records[-1].seq if records else 0
             raise AuditChainError(f"audit log ends at record {last} but its head says "
                                   f"{head.seq}: records at the end were deleted")
         return count
+
+    def _seal_unsealed_head(self) -> None:
+        """Databases made before the head was sealed: add the column and seal the head as it is,
+        once, and only while no marker says this install already seals (else a removed seal
+        would be re-made over a forged head)."""
+        if "seal" not in {c["name"] for c in inspect(self.engine).get_columns("audit_head")}:
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql("ALTER TABLE audit_head ADD COLUMN seal VARCHAR(64)")
+        if self._marker is None or self._marker.exists():
+            return
+        with self.engine.begin() as conn:
+            head = conn.execute(select(schema.audit_head)).first()
+            if head is not None and head.seal is None:
+                conn.execute(update(schema.audit_head).where(schema.audit_head.c.id == 1)
+                             .values(seal=head_seal(self._key, head.seq, head.hash)))
+                write_marker(self._marker)
 
     # -- incidents ---------------------------------------------------------------------------
     def open_incident(self, host: str, fault: str, now: float,
@@ -126,22 +177,28 @@ class Store:
             "resolved_at": after.resolved_at, "cleared_at": after.cleared_at,
             "detail": dict(after.detail),
         }
-        with self.engine.begin() as conn:
-            changed = conn.execute(update(schema.incidents).where(
-                schema.incidents.c.id == before.id,
-                schema.incidents.c.state == before.state.value).values(**values)).rowcount
-            if changed != 1:
-                from orchestrator.core.lifecycle import IllegalTransition
 
-                raise IllegalTransition(f"incident {before.id} was changed by another writer")
-            if before.state != after.state:
-                conn.execute(insert(schema.transitions).values(
-                    incident_id=before.id, from_state=before.state.value,
-                    to_state=after.state.value, at=after.updated_at, note=note))
-                self._append_audit(conn, f"incident.{after.state.value}",
-                                   f"{after.host}/{after.fault}",
-                                   {"incident": before.id, "from": before.state.value,
-                                    "note": note}, after.updated_at)
+        def write() -> None:
+            with self.engine.begin() as conn:
+                changed = conn.execute(update(schema.incidents).where(
+                    schema.incidents.c.id == before.id,
+                    schema.incidents.c.state == before.state.value).values(**values)).rowcount
+                if changed != 1:
+                    from orchestrator.core.lifecycle import IllegalTransition
+
+                    raise IllegalTransition(f"incident {before.id} was changed by another "
+                                            "writer")
+                if before.state != after.state:
+                    conn.execute(insert(schema.transitions).values(
+                        incident_id=before.id, from_state=before.state.value,
+                        to_state=after.state.value, at=after.updated_at, note=note))
+                    self._append_audit(conn, f"incident.{after.state.value}",
+                                       f"{after.host}/{after.fault}",
+                                       {"incident": before.id, "from": before.state.value,
+                                        "note": note}, after.updated_at)
+
+        self._retrying(write, f"incident {before.id} {before.state.value} -> "
+                              f"{after.state.value}")
         return after
 
     def get(self, incident_id: int) -> Incident | None:
@@ -170,8 +227,11 @@ class Store:
             return [_row_to_incident(r) for r in conn.execute(query)]
 
     def approve(self, incident: Incident, by: str, now: float) -> None:
-        """Record a human's approval and its audit record in one transaction."""
-        detail = {**incident.detail, "approved_by": by, "approved_at": now}
+        """Record a human's approval of the incident's current plan (its digest) and its audit
+        record in one transaction; a later change of the plan needs a new approval."""
+        digest = incident.detail.get("plan_digest")
+        detail = {**incident.detail, "approved_by": by, "approved_at": now,
+                  "approved_digest": digest}
         with self.engine.begin() as conn:
             changed = conn.execute(update(schema.incidents).where(
                 schema.incidents.c.id == incident.id,
@@ -181,6 +241,15 @@ class Store:
 
                 raise IllegalTransition(f"incident {incident.id} was changed by another writer")
             self._append_audit(conn, "incident.approved", f"{incident.host}/{incident.fault}",
+                               {"incident": incident.id, "by": by, "plan_digest": digest}, now)
+
+    def hand_back(self, incident: Incident, by: str, now: float) -> None:
+        """A human takes an ended incident back into the loop (``incidents retry``): it stops
+        blocking its host and fault, and a new incident is opened by the caller."""
+        with self.engine.begin() as conn:
+            conn.execute(update(schema.incidents).where(schema.incidents.c.id == incident.id)
+                         .values(cleared_at=now))
+            self._append_audit(conn, "incident.retried", f"{incident.host}/{incident.fault}",
                                {"incident": incident.id, "by": by}, now)
 
     def mark_cleared(self, incident: Incident, now: float) -> None:
@@ -199,23 +268,65 @@ class Store:
                     for r in rows]
 
     # -- runs --------------------------------------------------------------------------------
-    def record_run(self, incident_id: int | None, host: str, remediation: str, phase: str,
-                   outcome: Outcome) -> None:
+    def start_run(self, incident_id: int | None, host: str, remediation: str, phase: str,
+                  check_mode: bool, started_at: float) -> int:
+        """Write "run started" before the play starts, so a run whose controller died still
+        counts for the cooldown and the circuit breaker (as a run with an unknown outcome)."""
         with self.engine.begin() as conn:
-            conn.execute(insert(schema.runs).values(
+            key = conn.execute(insert(schema.runs).values(
                 incident_id=incident_id, host=host, remediation=remediation, phase=phase,
-                check_mode=outcome.check_mode, started_at=outcome.started_at,
-                finished_at=outcome.finished_at, status=outcome.status.value))
-            self._append_audit(conn, f"ansible.{phase}", f"{host}/{remediation}", {
-                "incident": incident_id, "check_mode": outcome.check_mode,
-                "status": outcome.status.value, "rc": outcome.rc,
-                "seconds": round(outcome.seconds, 3)}, outcome.finished_at)
+                check_mode=check_mode, started_at=started_at, finished_at=started_at,
+                status=RUN_STARTED)).inserted_primary_key
+            assert key is not None
+            self._append_audit(conn, f"ansible.{phase}.started", f"{host}/{remediation}", {
+                "incident": incident_id, "check_mode": check_mode, "run": key[0]}, started_at)
+        return int(key[0])
+
+    def finish_run(self, run_id: int, host: str, remediation: str, phase: str,
+                   outcome: Outcome, incident_id: int | None = None) -> None:
+        """Record how a started run ended; retried while the database is busy, never dropped."""
+
+        def write() -> None:
+            with self.engine.begin() as conn:
+                conn.execute(update(schema.runs).where(schema.runs.c.id == run_id).values(
+                    finished_at=outcome.finished_at, status=outcome.status.value))
+                self._append_audit(conn, f"ansible.{phase}", f"{host}/{remediation}", {
+                    "incident": incident_id, "run": run_id, "check_mode": outcome.check_mode,
+                    "status": outcome.status.value, "rc": outcome.rc,
+                    "seconds": round(outcome.seconds, 3),
+                    **({"extra_hosts": list(outcome.extra_hosts)} if outcome.extra_hosts
+                       else {})}, outcome.finished_at)
+
+        self._retrying(write, f"run {run_id} {host}/{remediation} {outcome.status.value}")
+
+    def _retrying(self, write: Callable[[], None], what: str) -> None:
+        """Retry a write while the database is locked or unreachable (a backup holding SQLite's
+        lock, a PostgreSQL failover); after ``write_retry_s`` the error is raised, and logged
+        with what was being written, so it is never silently lost."""
+        deadline = time.monotonic() + self.write_retry_s
+        delay = 0.1
+        while True:
+            try:
+                write()
+                return
+            except OperationalError as exc:
+                if time.monotonic() + delay > deadline:
+                    log.error("store write failed; giving up", extra={"write": what,
+                                                                      "error": str(exc)[:300]})
+                    raise StoreUnavailable(f"could not write {what} to the store: "
+                                           f"{str(exc)[:200]}") from exc
+                log.warning("store write failed; retrying", extra={
+                    "write": what, "retry_in_s": delay, "error": str(exc)[:200]})
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     def history(self, since: float) -> list[PastRun]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(schema.runs).where(
                 schema.runs.c.started_at >= since, schema.runs.c.check_mode.is_(False),
                 schema.runs.c.phase == "remediate"))
+            # a run still marked started either runs now or its controller died: its outcome is
+            # unknown, so it counts against the breaker (never as a success)
             return [PastRun(r.host, r.remediation, r.started_at,
                             r.status != OutcomeStatus.SUCCEEDED.value) for r in rows]
 
@@ -225,6 +336,47 @@ class Store:
             conn.execute(update(schema.runs).where(
                 schema.runs.c.incident_id == incident_id,
                 schema.runs.c.phase == "remediate").values(status="failed"))
+
+    # -- read-only counts for selfheal's own health (orchestrator.health) ----------------------
+    def incident_counts(self) -> dict[str, int]:
+        """Incidents that still matter, by state: the open ones and the ended ones whose fault
+        has not cleared (the same set the sweep works from: ``active``)."""
+        counts: dict[str, int] = {}
+        for incident in self.active():
+            counts[incident.state.value] = counts.get(incident.state.value, 0) + 1
+        return counts
+
+    def run_counts(self) -> dict[str, int]:
+        """Remediation runs for real (not check mode, not rollbacks), by outcome;
+        a run whose fix did not verify counts as failed, as for the circuit breaker; a run
+        whose outcome is not written yet (in flight, or its controller died) is "started"."""
+        query = (select(schema.runs.c.status, func.count()).where(
+            schema.runs.c.check_mode.is_(False), schema.runs.c.phase == "remediate")
+            .group_by(schema.runs.c.status))
+        with self.engine.connect() as conn:
+            return {str(status): int(count) for status, count in conn.execute(query)}
+
+
+def _keyed_history(conn: Any, with_audit: bool = True) -> str:
+    """What the database holds that was written with the audit key ("" when nothing)."""
+    tables = [schema.incidents, schema.runs, schema.transitions]
+    if with_audit:
+        tables += [schema.audit, schema.audit_head]
+    present = set(inspect(conn).get_table_names())
+    counts = [(t.name, conn.execute(select(func.count()).select_from(t)).scalar_one())
+              for t in tables if t.name in present]
+    return ", ".join(f"{n} rows in {name}" for name, n in counts if n)
+
+
+def recorded_history(url: str) -> str:
+    """What the database at ``url`` holds that needs the audit key to verify ("" when it has
+    never recorded anything); read before a key may be created."""
+    engine = create_engine(url, future=True)
+    try:
+        with engine.connect() as conn:
+            return _keyed_history(conn)
+    finally:
+        engine.dispose()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

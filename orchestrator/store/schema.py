@@ -59,9 +59,12 @@ audit = Table(
 
 # The newest record's seq and hash, updated in the same transaction as each append, so a
 # deleted tail is caught too (the chain alone cannot tell a truncated log from a short one).
+# ``seal`` is an HMAC over seq and hash with the audit key, so the head cannot be rewritten to
+# match a truncated log. Nullable only for databases made before it existed (see store.db).
 audit_head = Table(
     "audit_head", metadata,
     Column("id", Integer, primary_key=True),
     Column("seq", Integer, nullable=False),
     Column("hash", String(64), nullable=False),
+    Column("seal", String(64)),
 )

@@ -43,8 +43,8 @@ class FakeResult:
 class Fixer:
     """Stands in for ansible_runner.run: heals the named hosts' series, or fails on request."""
 
-    def __init__(self, exporter: Exporter, hosts: dict[str, int]) -> None:
-        self.exporter, self.hosts, self.calls = exporter, hosts, []
+    def __init__(self, exporter: Exporter, hosts: dict[str, int], net: str = NET) -> None:
+        self.exporter, self.hosts, self.calls, self.net = exporter, hosts, [], net
         self.explode_on: set[str] = set()
 
     def __call__(self, **kwargs: Any) -> FakeResult:
@@ -53,22 +53,24 @@ class Fixer:
         if self.explode_on & set(targets):
             raise RuntimeError("ansible-runner blew up")
         for host in targets:
-            self.exporter.gauge.labels(f"{NET}.{self.hosts[host]}:8080", "app.service").set(1)
+            self.exporter.gauge.labels(f"{self.net}.{self.hosts[host]}:8080",
+                                       "app.service").set(1)
         return FakeResult("successful", 0, {"ok": {t: 1 for t in targets},
                                             "changed": {t: 1 for t in targets}})
 
 
-def crash(exporter: Exporter, prometheus: RealPrometheus, *numbers: int) -> None:
+def crash(exporter: Exporter, prometheus: RealPrometheus, *numbers: int, net: str = NET) -> None:
     for i in (1, 2, 3):
-        exporter.gauge.labels(f"{NET}.{i}:9100", "node").set(1)
-        exporter.gauge.labels(f"{NET}.{i}:8080", "app.service").set(0 if i in numbers else 1)
-    for i in numbers:
-        prometheus.wait_for(f'selfheal_test_service_up{{instance="{NET}.{i}:8080"}} == 0')
+        exporter.gauge.labels(f"{net}.{i}:9100", "node").set(1)
+        exporter.gauge.labels(f"{net}.{i}:8080", "app.service").set(0 if i in numbers else 1)
+    for i in (1, 2, 3):  # the others too: an earlier test may have left one crashed
+        prometheus.wait_for(f'selfheal_test_service_up{{instance="{net}.{i}:8080"}} == '
+                            f'{0 if i in numbers else 1}')
 
 
 def build(tmp_path: Path, prometheus: RealPrometheus, exporter: Exporter,
-          policy: dict[str, Any] | None = None, tier: int | None = None) -> tuple[Controller,
-                                                                                  Fixer]:
+          policy: dict[str, Any] | None = None, tier: int | None = None,
+          net: str = NET) -> tuple[Controller, Fixer]:
     rules_dir = tmp_path / "rules"
     rules_dir.mkdir(exist_ok=True)
     remediations = (PROJECT_ROOT / "rules" / "remediations.yml").read_text()
@@ -81,9 +83,9 @@ def build(tmp_path: Path, prometheus: RealPrometheus, exporter: Exporter,
     if policy:
         rules = Rules(rules.catalog, rules.faults, Policy.model_validate(policy))
     inv_path = tmp_path / "hosts.ini"
-    inv_path.write_text("\n".join(f"h{i} selfheal_prometheus_host={NET}.{i}" for i in (1, 2, 3)))
+    inv_path.write_text("\n".join(f"h{i} selfheal_prometheus_host={net}.{i}" for i in (1, 2, 3)))
     inventory = load_inventory(inv_path)
-    fixer = Fixer(exporter, {f"h{i}": i for i in (1, 2, 3)})
+    fixer = Fixer(exporter, {f"h{i}": i for i in (1, 2, 3)}, net)
     settings = PrometheusSettings(url=prometheus.url)  # type: ignore[call-arg]
     controller = Controller(
         rules=rules, inventory=inventory,
@@ -115,7 +117,7 @@ def test_deferred_incident_is_healed_on_a_later_sweep(tmp_path: Path, prometheus
 
 def test_approved_fix_still_obeys_the_limits(tmp_path: Path, prometheus: RealPrometheus,
                                             exporter: Exporter) -> None:
-    controller, fixer = build(tmp_path, prometheus, exporter, tier=3)
+    controller, fixer = build(tmp_path, prometheus, exporter, {"approvers": ["alice"]}, tier=3)
     crash(exporter, prometheus, 3)
     report = controller.sweep()
     (action,) = report.actions
@@ -124,22 +126,22 @@ def test_approved_fix_still_obeys_the_limits(tmp_path: Path, prometheus: RealPro
     assert incident is not None
     controller.store.approve(incident, "alice", time.time())
     disabled = Rules(controller.rules.catalog, controller.rules.faults,
-                     Policy(mode="disabled"))
+                     Policy(mode="disabled", approvers=("alice",)))
     controller.rules = disabled
-    (refused,) = controller.sweep().actions
-    assert refused.state == S.ESCALATED and "disabled" in refused.reasons[0]
+    (held,) = controller.sweep().actions
+    assert held.state == S.HELD and "disabled" in held.reasons[0]
     assert fixer.calls == []
 
 
 def test_approved_fix_runs(tmp_path: Path, prometheus: RealPrometheus,
                            exporter: Exporter) -> None:
-    controller, fixer = build(tmp_path, prometheus, exporter, tier=3)
+    controller, fixer = build(tmp_path, prometheus, exporter, {"approvers": ["alice"]}, tier=3)
     crash(exporter, prometheus, 3)
     (action,) = controller.sweep().actions
     incident = controller.store.get(action.incident_id or 0)
     assert incident is not None
     controller.store.approve(incident, "alice", time.time() - 7200)  # expired approval
-    assert [a.verdict for a in controller.sweep().actions] == ["open"]
+    assert [a.verdict for a in controller.sweep().actions] == ["ask"]
     incident = controller.store.get(action.incident_id or 0)
     assert incident is not None
     controller.store.approve(incident, "alice", time.time())

@@ -6,7 +6,7 @@ import json
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -24,9 +24,24 @@ def test_every_loop_stops_on_sigterm(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "--config", str(config),
                              "sweep", "--every", "0.2", "--json"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    time.sleep(4)
+    lines: list[str] = []
+    two_reports = threading.Event()
+
+    def read() -> None:  # SIGTERM only once the loop runs: start-up is slow on a busy machine
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if lines.count("}\n") >= 2:
+                two_reports.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    assert two_reports.wait(timeout=60), "no two sweeps within 60 s"
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=30)
+    proc.wait(timeout=30)
+    reader.join(timeout=10)
+    out = "".join(lines)
+    err = proc.stderr.read() if proc.stderr else ""
     assert proc.returncode == 1, err  # Prometheus is down: every sweep said "unknown"
     reports = [json.loads(chunk) for chunk in out.replace("}\n{", "}\n\x00{").split("\x00")]
     assert len(reports) >= 2

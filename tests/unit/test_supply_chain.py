@@ -3,14 +3,17 @@
 The controller holds SSH keys to the whole fleet, so `make venv` (and CI) installs only what the
 locks pin, with `pip install --require-hashes`. These tests fail when a dependency is added or
 tightened in pyproject.toml without `make lock`, when a lock line carries no hash or no exact pin,
-when a lock names an index (a registry host), or when litellm's compromised releases could be
-installed.
+when a lock names an index (a registry host), when litellm's compromised releases could be
+installed, or when a runtime dependency is imported nowhere (or an import is not declared).
 """
 
 from __future__ import annotations
 
+import ast
 import re
+import sys
 import tomllib
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
@@ -138,3 +141,38 @@ def test_parse_lock_refuses_ranges_and_reports_unhashed_pins() -> None:
         "rich": (Version("13.0"), 1),
         "idna": (Version("3.7"), 0),
     }
+
+
+def _imported_distributions(folder: Path) -> dict[str, set[str]]:
+    """{distribution: modules} for every third-party top-level import under ``folder``."""
+    owners = packages_distributions()
+    found: dict[str, set[str]] = {}
+    for path in folder.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules = [node.module]
+            else:
+                continue
+            for module in modules:
+                top = module.partition(".")[0]
+                if top in sys.stdlib_module_names or top == "orchestrator":
+                    continue
+                for distribution in owners.get(top, [f"<no installed distribution: {top}>"]):
+                    found.setdefault(canonicalize_name(distribution), set()).add(top)
+    return found
+
+
+def test_every_runtime_dependency_is_imported_and_every_import_is_declared() -> None:
+    declared = {
+        canonicalize_name(Requirement(spec).name) for spec in PYPROJECT["project"]["dependencies"]
+    }
+    imported = _imported_distributions(ROOT / "orchestrator")
+    undeclared = {d: sorted(m) for d, m in imported.items() if d not in declared}
+    assert not undeclared, (
+        f"orchestrator/ imports {undeclared} without declaring it in [project] dependencies: "
+        "add it (and `make lock`)"
+    )
+    unused = sorted(declared - set(imported))
+    assert not unused, f"[project] dependencies {unused} are imported nowhere: drop or use them"

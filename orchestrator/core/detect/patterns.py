@@ -25,7 +25,7 @@ def pattern_holds(pattern: PatternRule, values: Mapping[str, np.ndarray],
     result: np.ndarray | None = None
     for cond in pattern.when:
         x = np.asarray(values[cond.signal], dtype=float)
-        known = ~np.isnan(x)
+        known = np.isfinite(x)  # NaN or an infinity: no usable sample
         if cond.relative:
             zz = np.asarray(z[cond.signal], dtype=float)
             if seasonal is not None and cond.test in ("high", "low"):

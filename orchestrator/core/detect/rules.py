@@ -8,39 +8,27 @@ per signal) and the benchmarks.
 
 from __future__ import annotations
 
-import operator
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from orchestrator.core.comparison import OPERATORS, parse_comparison
 from orchestrator.core.rulefile import fail, load_with_lines, validate
 
 NAME = r"^[a-z][a-z0-9_]{0,62}$"
-_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
-    "==": operator.eq, "!=": operator.ne, ">": operator.gt,
-    ">=": operator.ge, "<": operator.lt, "<=": operator.le,
-}
-_CONDITION = re.compile(r"^\s*(==|!=|>=|<=|>|<)\s*(-?[0-9.]+(?:[eE][-+]?[0-9]+)?)\s*$")
 RELATIVE = ("high", "low", "not_high", "not_low")
 
 
-def _check_comparison(v: str) -> str:
-    if not _CONDITION.match(v):
-        raise ValueError("write a comparison such as '> 0.9' or '== 0'")
-    return v
-
-
 def compare(condition: str, values: np.ndarray) -> np.ndarray:
-    """Evaluate a comparison string such as ``"> 0.9"`` on an array (NaN compares false)."""
-    match = _CONDITION.match(condition)
-    if match is None:
-        raise ValueError(f"not a comparison: {condition!r}")
+    """Evaluate a comparison string such as ``"> 0.9"`` on an array; NaN and infinities (no
+    usable sample) never satisfy it."""
+    parsed = parse_comparison(condition)
+    x = np.asarray(values, dtype=float)
     with np.errstate(invalid="ignore"):
-        out = _COMPARE[match.group(1)](np.asarray(values, dtype=float), float(match.group(2)))
-    return np.asarray(out, dtype=bool) & ~np.isnan(np.asarray(values, dtype=float))
+        out = OPERATORS[parsed.op](x, parsed.threshold)  # type: ignore[arg-type]
+    return np.asarray(out, dtype=bool) & np.isfinite(x)
 
 
 class _Rule(BaseModel):
@@ -61,7 +49,9 @@ class SignalRule(_Rule):
     @field_validator("threshold")
     @classmethod
     def _threshold(cls, v: str | None) -> str | None:
-        return v if v is None else _check_comparison(v)
+        if v is not None:
+            parse_comparison(v)  # a malformed one is refused at load time, naming the line
+        return v
 
 
 class DerivedSignal(_Rule):
@@ -192,9 +182,13 @@ def parse_detection(text: str, filename: str = "detection.yml") -> DetectionRule
                 raise fail(filename, lines, where,
                            f"unknown signal {signal!r}; use one of {sorted(known)}")
             test = str(test)
-            if test not in RELATIVE and not _CONDITION.match(test):
-                raise fail(filename, lines, where, f"{test!r} is not a condition; write high, "
-                           "low, not_high, not_low or a comparison such as '< 0.1'")
+            if test not in RELATIVE:
+                try:
+                    parse_comparison(test)
+                except ValueError as exc:
+                    raise fail(filename, lines, where, f"{test!r} is not a condition ({exc}); "
+                               "write high, low, not_high, not_low or a comparison such as "
+                               "'< 0.1'") from exc
             conditions.append(Condition(signal=signal, test=test))
         body["when"] = tuple(conditions)
         patterns[name] = validate(PatternRule, {"name": name, **body}, filename, lines,

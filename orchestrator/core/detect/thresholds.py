@@ -25,8 +25,9 @@ class ThresholdClock:
             return np.zeros(self.hosts, dtype=bool)
         since = self.since.setdefault(rule.name, np.full(self.hosts, np.nan))
         holds = compare(rule.threshold, x)
-        # a missing sample neither starts nor ends the hold: the clock keeps what it had
-        known = ~np.isnan(x)
+        # a missing sample (NaN, or an infinity: no usable number) neither starts nor ends the
+        # hold: the clock keeps what it had
+        known = np.isfinite(x)
         since[:] = np.where(known, np.where(holds, np.where(np.isnan(since), t, since), np.nan),
                             since)
         return known & holds & (t - np.nan_to_num(since, nan=t) >= rule.for_s)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -68,12 +69,74 @@ def test_bad_value_names_file_row_and_column(tmp_path: Path) -> None:
     assert "bad.csv: row 3, column 'value'" in result.output
 
 
-def test_missing_timestamp_column_and_unsorted_rows(tmp_path: Path) -> None:
+def test_missing_timestamp_column(tmp_path: Path) -> None:
     nots = tmp_path / "a.csv"
     nots.write_text("time,value\n1,2\n")
     result = runner.invoke(_app(), ["detect-csv", str(nots)])
     assert result.exit_code == 2 and "no 'timestamp' column" in result.output
-    unsorted = tmp_path / "b.csv"
-    unsorted.write_text("timestamp,value\n100,1\n50,2\n")
-    result = runner.invoke(_app(), ["detect-csv", str(unsorted)])
-    assert result.exit_code == 2 and "row 3" in result.output and "sort" in result.output
+
+
+def _clock_change(path: Path) -> Path:
+    """Five-minute samples over a night whose clock went back at 03:00: 02:00-02:55 twice."""
+    first = pd.date_range("2024-10-27 00:00", "2024-10-27 02:55", freq="5min")
+    again = pd.date_range("2024-10-27 02:00", "2024-10-27 05:00", freq="5min")
+    stamps = [*first.strftime("%Y-%m-%d %H:%M:%S"), *again.strftime("%Y-%m-%d %H:%M:%S")]
+    rng = np.random.default_rng(5)
+    pd.DataFrame({"timestamp": stamps, "value": 50 + rng.normal(0, 1, len(stamps))}
+                 ).to_csv(path, index=False)
+    return path
+
+
+def test_a_repeated_hour_is_scored_in_file_order_with_a_warning_naming_the_row(
+        tmp_path: Path) -> None:
+    src, out = _clock_change(tmp_path / "dst.csv"), tmp_path / "out.csv"
+    result = runner.invoke(_app(), ["detect-csv", str(src), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    # 36 rows 00:00-02:55 are rows 2-37 of the file; row 38 goes back to 02:00
+    assert "warning:" in result.stderr and "row 38" in result.stderr
+    assert "earlier than row 37" in result.stderr and "file order" in result.stderr
+    scored = pd.read_csv(out)
+    assert list(scored["timestamp"]) == list(pd.read_csv(src)["timestamp"])  # not re-sorted
+    assert scored["anomaly_score"].notna().all()
+
+
+def test_a_repeated_hour_warning_is_in_the_json_summary(tmp_path: Path) -> None:
+    src = _clock_change(tmp_path / "dst.csv")
+    result = runner.invoke(_app(), ["detect-csv", str(src), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["rows"] == 73
+    (warning,) = summary["warnings"]
+    assert "row 38" in warning and "file order" in warning
+
+
+def test_every_input_error_honours_json(tmp_path: Path) -> None:
+    files = {"missing.csv": None, "empty.csv": "", "nots.csv": "time,value\n1,2\n",
+             "novalue.csv": "timestamp\n1\n", "rows.csv": "timestamp,value\n",
+             "badtime.csv": "timestamp,value\nyesterday,1\n",
+             "badvalue.csv": "timestamp,value\n1,oops\n"}
+    for name, text in files.items():
+        path = tmp_path / name
+        if text is not None:
+            path.write_text(text)
+        result = runner.invoke(_app(), ["detect-csv", str(path), "--json"])
+        assert result.exit_code == 2, (name, result.output)
+        error = json.loads(result.stdout)
+        assert set(error) == {"error", "message"}, name
+        assert error["error"] == "CsvError" and name in error["message"]
+
+
+def test_an_unwritable_output_honours_json(tmp_path: Path) -> None:
+    src = _write(tmp_path / "in.csv", n=50, spike=None)
+    result = runner.invoke(_app(), ["detect-csv", str(src), "--out",
+                                    str(tmp_path / "no" / "such" / "dir.csv"), "--json"])
+    assert result.exit_code == 2, result.output
+    error = json.loads(result.stdout)
+    assert "cannot write" in error["message"] and "folder" in error["message"]
+
+
+def test_an_error_message_is_printed_verbatim_not_as_markup(tmp_path: Path) -> None:
+    odd = tmp_path / "odd.csv"
+    odd.write_text("[red]when,value\n1,2\n")
+    result = runner.invoke(_app(), ["detect-csv", str(odd)])
+    assert result.exit_code == 2 and "[red]when" in result.output

@@ -32,15 +32,15 @@ def test_tiers_need_approval_by_mode() -> None:
     assert decide(plan(tier=3), Policy(mode="relaxed"), state()).verdict is Verdict.ASK
 
 
-def test_disabled_mode_never_runs() -> None:
+def test_disabled_mode_never_runs_and_holds() -> None:
     d = decide(plan(), Policy(mode="disabled"), state())
-    assert d.verdict is Verdict.REFUSE and "disabled" in d.reasons[0]
+    assert d.verdict is Verdict.HOLD and "disabled" in d.reasons[0]
 
 
-def test_cooldown_refuses_a_repeat_on_the_same_host() -> None:
+def test_cooldown_holds_a_repeat_on_the_same_host() -> None:
     recent = (PastRun("vps1", "service_restart", NOW - 60, False),)
     d = decide(plan(), Policy(), state(recent))
-    assert d.verdict is Verdict.REFUSE and "cooldown" in " ".join(d.reasons)
+    assert d.verdict is Verdict.HOLD and "cooldown" in " ".join(d.reasons)
     assert decide(plan("vps2"), Policy(), state(recent)).verdict is Verdict.RUN
     old = (PastRun("vps1", "service_restart", NOW - 600, False),)
     assert decide(plan(), Policy(), state(old)).verdict is Verdict.RUN
@@ -48,13 +48,13 @@ def test_cooldown_refuses_a_repeat_on_the_same_host() -> None:
 
 def test_too_much_of_the_fleet_broken_stops_everything() -> None:
     d = decide(plan(), Policy(), state(firing=6, fleet=10))
-    assert d.verdict is Verdict.REFUSE and "page a human" in d.reasons[0]
+    assert d.verdict is Verdict.HOLD and "page a human" in d.reasons[0]
 
 
 def test_blast_radius_counts_distinct_hosts_in_window() -> None:
     history = tuple(PastRun(f"h{i}", "service_restart", NOW - 30, False) for i in range(5))
     d = decide(plan("vps9"), Policy(), state(history))
-    assert d.verdict is Verdict.REFUSE and "blast radius" in " ".join(d.reasons)
+    assert d.verdict is Verdict.HOLD and "blast radius" in " ".join(d.reasons)
 
 
 def test_circuit_breaker_opens_after_failures() -> None:
@@ -62,7 +62,7 @@ def test_circuit_breaker_opens_after_failures() -> None:
     history += (PastRun("h9", "service_restart", NOW - 100, True),) * 3
     policy = Policy.model_validate({"blast_radius": {"max_hosts": 50}})
     d = decide(plan("vps9"), policy, state(history))
-    assert d.verdict is Verdict.REFUSE and "circuit breaker" in " ".join(d.reasons)
+    assert d.verdict is Verdict.HOLD and "circuit breaker" in " ".join(d.reasons)
 
 
 def test_maintenance_window_suppresses() -> None:
@@ -93,7 +93,7 @@ def test_plans_admitted_earlier_in_the_sweep_count_for_blast_radius() -> None:
     policy = Policy.model_validate({"blast_radius": {"max_hosts": 1}})
     pending = (PastRun("vps1", "service_restart", NOW, False),)
     d = decide(plan("vps2"), policy, state(pending=pending))
-    assert d.verdict is Verdict.REFUSE and "blast radius" in " ".join(d.reasons)
+    assert d.verdict is Verdict.HOLD and "blast radius" in " ".join(d.reasons)
     same_host = decide(plan("vps1"), Policy(), state(pending=pending))
     assert "cooldown" in " ".join(same_host.reasons)
 
@@ -101,7 +101,7 @@ def test_plans_admitted_earlier_in_the_sweep_count_for_blast_radius() -> None:
 def test_approval_skips_only_the_approval_step() -> None:
     assert decide(plan(tier=3), Policy(), state(), approved=True).verdict is Verdict.RUN
     d = decide(plan(tier=3), Policy(mode="disabled"), state(), approved=True)
-    assert d.verdict is Verdict.REFUSE
+    assert d.verdict is Verdict.HOLD
 
 
 def test_unknown_hosts_count_as_broken() -> None:
@@ -122,3 +122,58 @@ def test_maintenance_times_must_be_quoted_hh_mm(value: object) -> None:
         f"start: {value if isinstance(value, int) else repr(value)}", "start: '02:00'")
     with pytest.raises(RulesError, match=r"policy.yml:5"):
         parse_policy(unquoted, "policy.yml")
+
+
+def test_flapping_backs_off_exponentially_then_escalates() -> None:
+    policy = Policy()  # cooldown 300 s, backoff 2, max_returns 3 in 3600 s
+    one = (PastRun("vps1", "service_restart", NOW - 400, False),)
+    assert decide(plan(), policy, state(one)).verdict is Verdict.RUN  # 400 s > 300 s
+    two = (PastRun("vps1", "service_restart", NOW - 1000, False),
+           PastRun("vps1", "service_restart", NOW - 400, False))
+    d = decide(plan(), policy, state(two))  # second return: cooldown doubled to 600 s
+    assert d.verdict is Verdict.HOLD and "cooldown is 600s" in d.reasons[0]
+    assert "backed off" in d.reasons[0]
+    later = (two[0], PastRun("vps1", "service_restart", NOW - 700, False))
+    assert decide(plan(), policy, state(later)).verdict is Verdict.RUN
+    three = (*two, PastRun("vps1", "service_restart", NOW - 2000, False))
+    d = decide(plan(), policy, state(three))
+    assert d.verdict is Verdict.REFUSE and "flapping" in d.reasons[0]
+    old = tuple(PastRun("vps1", "service_restart", NOW - 4000 - i, False) for i in range(5))
+    assert decide(plan(), policy, state(old)).verdict is Verdict.RUN  # outside the window
+
+
+@pytest.mark.parametrize("unit", ["sshd.service", "ssh", "dbus.service", "systemd-journald",
+                                  "prometheus-node-exporter.service", "selfheal-sweep.service",
+                                  "prometheus-postgres-exporter.service", "user@0.service"])
+def test_protected_units_are_refused_whatever_the_labels_say(unit: str) -> None:
+    p = Plan("service_crash", "service_restart", "service_restart", ("vps1",), {"unit": unit},
+             1, 300, False, "service_up")
+    d = decide(p, Policy(), state())
+    assert d.verdict is Verdict.REFUSE
+    assert "protected_units" in d.reasons[0] and unit in d.reasons[0]
+    forced = decide(p, Policy(), state(), approved=True, manual=True)
+    assert forced.verdict is Verdict.REFUSE  # approval or a human's hand does not lift it
+
+
+def test_ordinary_units_are_not_protected() -> None:
+    for unit in ("nginx.service", "selfheal-demo.service", "postgresql@15-main.service"):
+        p = Plan("service_crash", "service_restart", "service_restart", ("vps1",),
+                 {"unit": unit, "health_url": "http://10.0.0.1:8080/healthz"}, 1, 300, False,
+                 "service_up")
+        assert decide(p, Policy(), state()).verdict is Verdict.RUN, unit
+
+
+def test_protected_units_come_from_policy_yml() -> None:
+    from orchestrator.core.policy import parse_policy
+
+    policy = parse_policy("protected_units: ['nginx*']\n")
+    p = Plan("service_crash", "service_restart", "service_restart", ("vps1",),
+             {"unit": "nginx.service"}, 1, 300, False, "service_up")
+    assert decide(p, policy, state()).verdict is Verdict.REFUSE
+    assert policy.protected_unit("sshd.service") is None  # the file's list replaces defaults
+
+
+def test_manual_runs_skip_fleet_limits_but_not_cooldown() -> None:
+    assert decide(plan(), Policy(), state(firing=8, fleet=10), manual=True).verdict is Verdict.RUN
+    recent = (PastRun("vps1", "service_restart", NOW - 60, False),)
+    assert decide(plan(), Policy(), state(recent), manual=True).verdict is Verdict.HOLD

@@ -100,3 +100,20 @@ def test_hosts_sharing_a_prometheus_address_are_refused(tmp_path: Path) -> None:
     inv = load_inventory(path)
     assert set(inv.hosts) == {"c"}
     assert "share the Prometheus address '10.0.0.5'" in inv.refused[0]
+
+
+def test_host_pattern_characters_are_refused_with_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "hosts.yml"
+    path.write_text('all:\n  hosts:\n    good1: {}\n    "db*": {}\n    "web,1": {}\n')
+    inv = load_inventory(path)
+    assert set(inv.hosts) == {"good1"}
+    assert len(inv.refused) == 2
+    for message in inv.refused:
+        assert "host pattern" in message and "rename the host" in message
+
+
+def test_the_run_group_name_is_reserved(tmp_path: Path) -> None:
+    path = tmp_path / "hosts.ini"
+    path.write_text("[selfheal_targets]\nweb1\n")
+    with pytest.raises(InventoryError, match="defines a group 'selfheal_targets'"):
+        load_inventory(path)

@@ -10,7 +10,7 @@ import pytest
 from orchestrator.core.lifecycle import IllegalTransition, advance
 from orchestrator.errors import AuditChainError
 from orchestrator.models import IncidentState as S, Outcome, OutcomeStatus
-from orchestrator.store.audit import load_or_create_key
+from orchestrator.store.audit import chain_marker, create_key, read_key
 from orchestrator.store.db import Store
 
 KEY = b"k" * 32
@@ -25,8 +25,9 @@ def heal_one(store: Store) -> int:
     i = store.open_incident("vps2", "service_crash", 10.0, {"evidence": ["up == 0"]})
     for n, state in enumerate((S.DIAGNOSED, S.PLANNED, S.REMEDIATING, S.VERIFYING, S.RESOLVED)):
         i = store.save_transition(i, advance(i, state, 11.0 + n), f"to {state}")
-    store.record_run(i.id, "vps2", "service_restart", "remediate",
-                     Outcome(OutcomeStatus.SUCCEEDED, 13.0, 14.5, False, rc=0))
+    run = store.start_run(i.id, "vps2", "service_restart", "remediate", False, 13.0)
+    store.finish_run(run, "vps2", "service_restart", "remediate",
+                     Outcome(OutcomeStatus.SUCCEEDED, 13.0, 14.5, False, rc=0), i.id)
     return i.id
 
 
@@ -36,7 +37,7 @@ def test_transitions_and_audit_are_written(store: Store) -> None:
     assert incident is not None and incident.state is S.RESOLVED
     assert [t["to"] for t in store.transitions(iid)] == [
         "detected", "diagnosed", "planned", "remediating", "verifying", "resolved"]
-    assert store.verify_audit() == 7  # 6 incident records + 1 ansible run
+    assert store.verify_audit() == 8  # 6 incident records + run started + run finished
     assert store.history(0)[0].host == "vps2"
 
 
@@ -63,7 +64,7 @@ def _tamper(path: Path, sql: str) -> None:
 @pytest.mark.parametrize("sql, expected", [
     ("UPDATE audit SET subject = 'vps9/service_crash' WHERE seq = 3", "record 3 .* was edited"),
     ("DELETE FROM audit WHERE seq = 4", "record 4 is missing"),
-    ("DELETE FROM audit WHERE seq = 7", "records at the end were deleted"),
+    ("DELETE FROM audit WHERE seq = 8", "records at the end were deleted"),
     ("UPDATE audit SET seq = -1 WHERE seq = 2; UPDATE audit SET seq = 2 WHERE seq = 3; "
      "UPDATE audit SET seq = 3 WHERE seq = -1", "record 2: previous-hash link broken"),
 ])
@@ -71,7 +72,7 @@ def test_audit_verify_fails_on_tampering(tmp_path: Path, sql: str, expected: str
     db = tmp_path / "state.db"
     store = Store(f"sqlite:///{db}", KEY)
     heal_one(store)
-    assert store.verify_audit() == 7
+    assert store.verify_audit() == 8
     _tamper(db, sql)
     with pytest.raises(AuditChainError, match=expected):
         store.verify_audit()
@@ -117,9 +118,63 @@ def test_recomputed_chain_without_the_key_is_caught(tmp_path: Path) -> None:
 
 def test_key_file_is_created_private_and_reused(tmp_path: Path) -> None:
     path = tmp_path / "state" / "audit.key"
-    key = load_or_create_key(path)
+    assert read_key(path) is None
+    key = create_key(path)
     assert len(key) == 64 and path.stat().st_mode & 0o777 == 0o600
-    assert load_or_create_key(path) == key
+    assert read_key(path) == key and create_key(path) == key  # a second creator gets the first
     path.write_bytes(b"short")
     with pytest.raises(AuditChainError, match="shorter than 32 bytes"):
-        load_or_create_key(path)
+        read_key(path)
+
+
+def test_deleting_the_tail_and_rewriting_the_head_is_caught(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    store = Store(f"sqlite:///{db}", KEY)
+    heal_one(store)
+    _tamper(db, "DELETE FROM audit WHERE seq >= 7; UPDATE audit_head SET seq = 6, "
+                "hash = (SELECT hash FROM audit WHERE seq = 6)")
+    assert [r.seq for r in store.audit_records()] == [1, 2, 3, 4, 5, 6]  # a valid short chain
+    with pytest.raises(AuditChainError, match=r"head \(record 6\) was rewritten"):
+        store.verify_audit()
+
+
+def test_an_emptied_log_is_caught_by_the_incidents_it_recorded(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    store = Store(f"sqlite:///{db}", KEY)
+    heal_one(store)
+    _tamper(db, "DELETE FROM audit; DELETE FROM audit_head")
+    with pytest.raises(AuditChainError, match="empty but the database holds 1 rows in incidents"):
+        store.verify_audit()
+
+
+def test_an_emptied_database_is_caught_by_the_marker(tmp_path: Path) -> None:
+    db, marker = tmp_path / "state.db", chain_marker(tmp_path / "audit.key")
+    store = Store(f"sqlite:///{db}", KEY, chain_marker=marker)
+    assert store.verify_audit() == 0 and not marker.exists()  # new and empty: intact
+    heal_one(store)
+    assert marker.exists()
+    _tamper(db, "DELETE FROM audit; DELETE FROM audit_head; DELETE FROM incidents; "
+                "DELETE FROM transitions; DELETE FROM runs")
+    with pytest.raises(AuditChainError, match=r"says it has had records.*audit init-key"):
+        store.verify_audit()
+
+
+def test_a_database_from_before_the_seal_is_sealed_once(tmp_path: Path) -> None:
+    db, marker = tmp_path / "state.db", chain_marker(tmp_path / "audit.key")
+    heal_one(Store(f"sqlite:///{db}", KEY, chain_marker=marker))
+    _tamper(db, "ALTER TABLE audit_head DROP COLUMN seal")
+    marker.unlink()  # as an install from before the seal and the marker
+    store = Store(f"sqlite:///{db}", KEY, chain_marker=marker)
+    assert store.verify_audit() == 8 and marker.exists()
+
+
+def test_a_removed_seal_is_not_made_again(tmp_path: Path) -> None:
+    """With the marker in place the store already sealed: a dropped seal column is tampering,
+    and re-sealing would bless a forged head."""
+    db, marker = tmp_path / "state.db", chain_marker(tmp_path / "audit.key")
+    heal_one(Store(f"sqlite:///{db}", KEY, chain_marker=marker))
+    _tamper(db, "DELETE FROM audit WHERE seq >= 7; ALTER TABLE audit_head DROP COLUMN seal; "
+                "UPDATE audit_head SET seq = 6, hash = (SELECT hash FROM audit WHERE seq = 6)")
+    store = Store(f"sqlite:///{db}", KEY, chain_marker=marker)
+    with pytest.raises(AuditChainError, match="was rewritten"):
+        store.verify_audit()
