@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.errors import SelfhealError
 from orchestrator.manual import ManualRequest, run_by_hand
 from orchestrator.models import Outcome, OutcomeStatus
 from tests.integration.conftest import Exporter, RealPrometheus
@@ -82,3 +83,22 @@ def test_a_typed_approver_name_is_not_an_approval(tmp_path: Path, prometheus: Re
     crash(exporter, prometheus, 1, net=NET)
     result = run_by_hand(controller, ask(by="alice"))
     assert not result.ran and fixer.calls == []
+
+
+@pytest.mark.xfail(strict=True, reason="review: a mistyped -p NAME is ignored and another unit "
+                   "is restarted")
+def test_a_mistyped_parameter_is_refused_not_ignored(tmp_path: Path, prometheus: RealPrometheus,
+                                                     exporter: Exporter) -> None:
+    """`-p unti=nginx.service` (a typo of unit): a name that is not a parameter is taken as a
+    label; no parameter reads a label 'unti', so it is dropped silently and the unit comes from
+    the host's firing series instead: app.service is restarted, which nobody asked for. A -p
+    name that is neither a parameter nor a label some parameter reads should be refused, naming
+    the parameters."""
+    controller, fixer = build(tmp_path, prometheus, exporter,
+                              {"blast_radius": {"max_broken_fraction": 1}}, net=NET)
+    crash(exporter, prometheus, 1, net=NET)  # app.service fires on h1
+    request = ManualRequest("h1", "service_restart", {"unti": "nginx.service"}, check=False,
+                            by="carol")
+    with pytest.raises(SelfhealError, match="unti"):
+        run_by_hand(controller, request)
+    assert fixer.calls == []
