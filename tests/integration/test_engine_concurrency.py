@@ -122,3 +122,34 @@ def test_losing_the_race_for_a_held_incident_does_not_escalate_the_winner(
     assert final is not None
     assert play.calls == [["h2"]]  # only the retry ran a play on h2, and it healed it
     assert final.state is S.RESOLVED, (final.state, service.store.transitions(final.id))
+
+
+@pytest.mark.xfail(strict=True, reason="review: max_concurrent is counted per process; a retry "
+                   "runs past it")
+def test_a_retry_counts_the_service_runs_for_max_concurrent(
+        tmp_path: Path, prometheus: RealPrometheus, exporter: Exporter) -> None:
+    """max_concurrent is "fixes running at once, fleet-wide", but ``PolicyState.running`` is the
+    controller's in-memory count: while the service runs its one allowed fix, a human's retry of
+    another held incident (which retry says goes through every guardrail) runs a second."""
+    service, _ = build(tmp_path, prometheus, exporter,
+                       {"mode": "disabled", "max_concurrent": 1,
+                        "blast_radius": {"max_broken_fraction": 1}}, net=NET)
+    crash(exporter, prometheus, 1, 2, net=NET)
+    assert {a.state for a in service.sweep().actions} == {S.HELD}
+    service.rules = service.rules.__class__(service.rules.catalog, service.rules.faults,
+                                            service.rules.policy.model_copy(
+                                                update={"mode": "strict"}))
+    busy = HeldPlay(exporter)
+    service.executor.run_fn = busy
+    sweep = threading.Thread(target=service.sweep)
+    sweep.start()  # h1 runs (its play is held open), h2 is deferred: max_concurrent is 1
+    try:
+        assert busy.entered.wait(20)
+        h2 = next(i for i in service.store.incidents() if i.host == "h2")
+        second = Fixer(exporter, {f"h{i}": i for i in (1, 2, 3)}, NET)
+        human = second_process(tmp_path, service, second)
+        action = human.retry(h2.id, "bob")
+    finally:
+        busy.release.set()
+        sweep.join(60)
+    assert second.calls == [], (action.verdict, action.state)  # one fix at a time, fleet-wide
