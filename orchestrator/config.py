@@ -64,6 +64,10 @@ class PrometheusSettings(_Group):
         parts = urlsplit(v)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("write http://HOST:PORT or https://HOST:PORT")
+        if "@" in v.partition("://")[2] and "@" not in parts.netloc:
+            # a password holding / # or ? ends the host part early: it would be shown in full
+            raise ValueError("the URL has an '@' after its host part (a password with / # or "
+                             "?): percent-encode it, or better, use password_file")
         return v
 
     @property

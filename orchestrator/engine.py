@@ -13,11 +13,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from orchestrator.core.diagnose import HostVerdict, diagnose
-from orchestrator.core.lifecycle import advance
+from orchestrator.core.lifecycle import IllegalTransition, advance
 from orchestrator.core.plan import build_plan, first_remediation, plan_digest
 from orchestrator.core.policy import PastRun, PolicyState, decide
 from orchestrator.detection import AnomalyReport, AnomalyWatch
@@ -61,7 +62,7 @@ class Action:
     @property
     def needs_human(self) -> bool:
         return self.state in (S.ESCALATED, S.AWAITING_APPROVAL, S.ROLLED_BACK, S.HELD) or (
-            self.verdict in (Verdict.REFUSE, Verdict.HOLD, "failed"))
+            self.verdict in (Verdict.REFUSE, Verdict.HOLD, "failed", "unknown"))
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,9 @@ class Controller:
     # told of every incident transition (the notifier pages on escalated, held, ...); it must
     # not raise, and a failure to tell must never stop healing
     notify: Callable[[Incident, str], None] | None = None
+    # one actor at a time on the fleet: sweeps, retries and runs by hand in other processes
+    # share the store, so each takes this lock (wiring: a file lock in the state dir)
+    exclusive: Callable[[], AbstractContextManager[None]] = nullcontext
     _running: int = field(default=0, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
@@ -147,6 +151,11 @@ class Controller:
 
     # -- one sweep -----------------------------------------------------------------------------
     def sweep(self, dry_run: bool = False) -> SweepReport:
+        """One pass over the fleet; a dry run changes nothing and takes no lock."""
+        with nullcontext() if dry_run else self.exclusive():
+            return self._sweep(dry_run)
+
+    def _sweep(self, dry_run: bool) -> SweepReport:
         started = self.clock()
         verdicts, refused, error = self.look()
         actions: list[Action] = []
@@ -159,7 +168,12 @@ class Controller:
             view = self._view(verdicts, started, dry_run)
             for verdict in verdicts:
                 for diagnosis in verdict.diagnoses:
-                    admitted = self._admit(diagnosis, view, runnable)
+                    try:
+                        admitted = self._admit(diagnosis, view, runnable)
+                    except IllegalTransition as exc:  # another writer moved it: next sweep
+                        log.warning("incident moved by another writer; looking again next "
+                                    "sweep", extra={"host": diagnosis.host, "error": str(exc)})
+                        continue
                     if isinstance(admitted, Admitted):
                         runnable.append(admitted)
                     else:
@@ -188,6 +202,10 @@ class Controller:
         An ended incident is closed for retry and a new one is opened (``retry_of`` links them);
         a held one is simply looked at again now. A fault that is gone is said, not run.
         """
+        with self.exclusive():
+            return self._retry(incident_id, by)
+
+    def _retry(self, incident_id: int, by: str) -> Action:
         incident = self.store.get(incident_id)
         if incident is None:
             raise TargetError(f"no incident {incident_id}; see `selfheal incidents list`")
@@ -199,14 +217,17 @@ class Controller:
         verdicts, _, error = self.look()
         if error is not None:
             raise SourceUnavailable(f"cannot re-plan without data: {error}")
-        diagnosis = next((d for v in verdicts if v.host == incident.host for d in v.diagnoses
+        verdict = next((v for v in verdicts if v.host == incident.host), None)
+        diagnosis = next((d for d in (verdict.diagnoses if verdict else ())
                           if d.fault == incident.fault), None)
         if diagnosis is None:
-            return Action(incident.host, incident.fault, "none", incident.state.value,
-                          incident.remediation, incident.id,
-                          (f"{incident.fault} is not firing on {incident.host} now; nothing "
-                           "to retry (the next sweep settles the incident)",),
-                          incident.detected_at)
+            unknown = verdict is None or verdict.health is Health.UNKNOWN
+            why = (f"no data on {incident.host} now: unknown, so nothing is retried" if unknown
+                   else f"{incident.fault} is not firing on {incident.host} now; nothing to "
+                   "retry (the next sweep settles the incident)")
+            return Action(incident.host, incident.fault, "unknown" if unknown else "none",
+                          "unknown" if unknown else "not_firing", incident.remediation,
+                          incident.id, (why,), incident.detected_at)
         now = self.clock()
         origin = {}
         if incident.state.is_terminal:
@@ -251,7 +272,9 @@ class Controller:
             verdict = by_host.get(incident.host)
             fault = self.rules.faults.faults.get(incident.fault)
             if verdict is None or fault is None:
-                continue  # host left the inventory or the fault left the rules: leave it be
+                self._gone(incident, "its host left the inventory" if verdict is None
+                           else "its fault left the rules", now)
+                continue
             cleared = verdict.cleared(fault)
             firing = any(d.fault == incident.fault for d in verdict.diagnoses)
             if incident.state.is_terminal:
@@ -272,6 +295,18 @@ class Controller:
                     S.PLANNED, S.AWAITING_APPROVAL, S.HELD) else S.SUPPRESSED
                 self._move(incident, target, "fault cleared before any action", resolved_at=now)
 
+    def _gone(self, incident: Incident, why: str, now: float) -> None:
+        """An incident whose host or fault no longer exists ends instead of waiting for ever;
+        one mid-run is left to the run's own end."""
+        if incident.state.is_terminal:
+            self.store.mark_cleared(incident, now)
+        elif incident.state in (S.DETECTED, S.DIAGNOSED, S.PLANNED, S.HELD,
+                                S.AWAITING_APPROVAL):
+            self._move(incident, S.SUPPRESSED, f"{why}: nothing to act on")
+            current = self.store.get(incident.id)
+            if current is not None:
+                self.store.mark_cleared(current, now)
+
     def _admit(self, d: Diagnosis, view: _SweepView, queued: list[Admitted],
                origin: Mapping[str, Any] | None = None) -> Action | Admitted:
         """Open, find or resume the incident, plan, and ask the guardrails.
@@ -285,7 +320,7 @@ class Controller:
         if existing is not None:
             if existing.state is S.SUPPRESSED:
                 # suppressed by a maintenance window: look again once it may have ended
-                if self._suppressed_still(existing, d, now):
+                if self._in_maintenance(d.host, now):
                     return self._open_action(existing)
                 self.store.mark_cleared(existing, now)
                 existing = None
@@ -313,17 +348,20 @@ class Controller:
             # a new plan (first one, or changed labels/catalog): any approval was for another
             detail = {k: v for k, v in incident.detail.items()
                       if k not in ("approved_by", "approved_at", "approved_digest")}
-            changes = {"remediation": entry.name,
+            changes: dict[str, Any] = {"remediation": entry.name,
                        "detail": {**detail, "params": dict(plan.params), "plan_digest": digest}}
             if incident.state is S.DIAGNOSED:
                 incident = self._move(incident, S.PLANNED, f"plan: {entry.name}", **changes)
             else:
-                if "approved_by" in incident.detail:
+                reask = "approved_by" in incident.detail
+                if reask:
                     log.warning("plan changed since its approval; asking again", extra={
                         "incident": incident.id, "host": d.host})
                 incident = self._move(incident, incident.state,
+                                      f"plan changed since its approval, approve again: "
+                                      f"{entry.name} {dict(plan.params)}" if reask else
                                       f"plan changed: {entry.name} {dict(plan.params)}",
-                                      **changes)
+                                      tell=reask, **changes)
         pending = [PastRun(a.plan.targets[0], a.plan.remediation, now, False) for a in queued]
         state = PolicyState(now=now, fleet_size=view.fleet, broken_hosts=view.broken,
                             running=self._running + len(queued), history=view.history,
@@ -364,8 +402,8 @@ class Controller:
                 and now - float(approved_at) < self.rules.policy.approval_ttl_s
                 and detail.get("approved_digest") == digest)
 
-    def _suppressed_still(self, incident: Incident, d: Diagnosis, now: float) -> bool:
-        return any(w.covers(d.host, now) for w in self.rules.policy.maintenance_windows)
+    def _in_maintenance(self, host: str, now: float) -> bool:
+        return any(w.covers(host, now) for w in self.rules.policy.maintenance_windows)
 
     def history_window(self) -> float:
         longest = max((e.cooldown_s for e in self.rules.catalog.remediations.values()),
@@ -384,12 +422,14 @@ class Controller:
                       incident.id if incident else None, reasons,
                       incident.detected_at if incident else None)
 
-    def _move(self, incident: Incident, to: S, note: str, **changes: Any) -> Incident:
-        """Write a transition (or, to the same state, new details) before the next step."""
+    def _move(self, incident: Incident, to: S, note: str, tell: bool = False,
+              **changes: Any) -> Incident:
+        """Write a transition (or, to the same state, new details) before the next step; tell
+        the notifier of a new state, or of a same-state change when ``tell``."""
         after = (advance(incident, to, self.clock(), **changes) if to is not incident.state
                  else replace(incident, updated_at=self.clock(), **changes))
         saved = self.store.save_transition(incident, after, note)
-        if to is not incident.state and self.notify is not None:
+        if (tell or to is not incident.state) and self.notify is not None:
             try:
                 self.notify(saved, note)
             except Exception:  # telling people must never stop healing
@@ -467,18 +507,23 @@ class Controller:
         return self._finish(incident, plan, S.ESCALATED, outcome, f"{why}; escalated")
 
     def _run(self, incident: Incident, plan: Plan, phase: Phase, check: bool = False) -> Outcome:
-        """One play, with "run started" written before it and its outcome after it."""
+        return self.run_play(plan, phase, check, incident.id)
+
+    def run_play(self, plan: Plan, phase: Phase, check: bool = False,
+                 incident_id: int | None = None) -> Outcome:
+        """One play, with "run started" written before it and its outcome after it (a play that
+        raises is recorded as failed, then the error goes on to the caller)."""
         host = plan.targets[0]
         started = self.clock()
-        run_id = self.store.start_run(incident.id, host, plan.remediation, phase, check, started)
+        run_id = self.store.start_run(incident_id, host, plan.remediation, phase, check, started)
         try:
             outcome = self.executor.run(plan, phase, check=check)
-        except Exception as exc:  # the run counts as failed; the caller escalates
+        except Exception as exc:
             outcome = Outcome(OutcomeStatus.FAILED, started, self.clock(), check,
                               messages=(f"{type(exc).__name__}: {str(exc)[:300]}",))
-            self.store.finish_run(run_id, host, plan.remediation, phase, outcome, incident.id)
+            self.store.finish_run(run_id, host, plan.remediation, phase, outcome, incident_id)
             raise
-        self.store.finish_run(run_id, host, plan.remediation, phase, outcome, incident.id)
+        self.store.finish_run(run_id, host, plan.remediation, phase, outcome, incident_id)
         return outcome
 
     def _verify(self, plan: Plan, host: str, outcome: Outcome) -> bool:

@@ -9,10 +9,14 @@ refused or run, is audited with the operator's name.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from orchestrator.core.catalog import Remediation
 from orchestrator.core.plan import build_plan
 from orchestrator.core.policy import PolicyState, decide
 from orchestrator.engine import Controller
@@ -50,7 +54,13 @@ class ManualResult:
 
 
 def run_by_hand(controller: Controller, request: ManualRequest) -> ManualResult:
-    """Plan, guard, audit and (when allowed) run one catalog entry on one host."""
+    """Plan, guard, audit and (when allowed) run one catalog entry on one host; one actor at a
+    time with the loop (the controller's lock), so a sweep never judges this run half-done."""
+    with controller.exclusive():
+        return _run_by_hand(controller, request)
+
+
+def _run_by_hand(controller: Controller, request: ManualRequest) -> ManualResult:
     entry = controller.rules.catalog.get(request.remediation)
     if entry is None:
         raise TargetError(f"'{request.remediation}' is not in the catalog; known: "
@@ -59,6 +69,11 @@ def run_by_hand(controller: Controller, request: ManualRequest) -> ManualResult:
         raise TargetError("--force needs --reason TEXT: say why the guardrails are overridden "
                           "(it goes to the audit log)")
     targets = controller.inventory.resolve([request.host])
+    readable = _labels_read(entry)
+    unknown = sorted(set(request.values) - set(entry.params) - readable)
+    if unknown:
+        raise TargetError(f"-p {unknown}: not a parameter of {request.remediation} "
+                          f"({sorted(entry.params)}) nor a label one reads ({sorted(readable)})")
     given = {k: v for k, v in request.values.items() if k in entry.params}
     labels = {**_live_labels(controller, request.host, request.remediation),
               **{k: v for k, v in request.values.items() if k not in entry.params}}
@@ -68,9 +83,12 @@ def run_by_hand(controller: Controller, request: ManualRequest) -> ManualResult:
                                 (request.remediation,), "human", labels),
                       entry, targets, given)
     decision = _guard(controller, plan, request)
-    allowed = decision.verdict in (Verdict.RUN, Verdict.DRY_RUN)
+    # check mode changes nothing: only a refusal (a protected unit) stops it
+    allowed = decision.verdict in (Verdict.RUN, Verdict.DRY_RUN) or (
+        request.check and decision.verdict is not Verdict.REFUSE)
     forced = (not allowed and request.force and decision.verdict is not Verdict.REFUSE)
-    audit = {"by": request.by, "check": request.check, "params": dict(plan.params),
+    audit = {"by": request.by, "os_user": os_user(), "check": request.check,
+             "params": dict(plan.params),
              "verdict": decision.verdict.value, "reasons": list(decision.reasons),
              "forced": forced, "reason": request.reason}
     subject = f"{request.host}/{request.remediation}"
@@ -80,11 +98,39 @@ def run_by_hand(controller: Controller, request: ManualRequest) -> ManualResult:
                                                          "reasons": list(decision.reasons)})
         return ManualResult(plan, decision, False, None)
     controller.store.audit("manual.remediate", subject, audit)
-    run_id = controller.store.start_run(None, request.host, request.remediation, "remediate",
-                                        request.check, controller.clock())
-    outcome = controller.executor.run(plan, "remediate", check=request.check)
-    controller.store.finish_run(run_id, request.host, request.remediation, "remediate", outcome)
+    outcome = controller.run_play(plan, "remediate", check=request.check)
     return ManualResult(plan, decision, forced, outcome)
+
+
+def _labels_read(entry: Remediation) -> set[str]:
+    """The labels the entry's parameters are built from (``-p`` may set these too)."""
+    labels = {"instance"}
+    for spec in entry.params.values():
+        if spec.from_label is not None:
+            labels.add(spec.from_label)
+        if spec.template is not None:
+            labels.update(re.findall(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", spec.template))
+    return labels
+
+
+def _identities() -> set[str]:
+    import getpass
+
+    names = {os.environ.get("SUDO_USER", "")}
+    with contextlib.suppress(KeyError, OSError):  # no passwd entry (some containers)
+        names.add(getpass.getuser())
+    return names - {""}
+
+
+def os_user() -> str:
+    """Who is really at the keyboard (through sudo too), audited beside ``--by``."""
+    import getpass
+
+    sudo = os.environ.get("SUDO_USER")
+    try:
+        return f"{getpass.getuser()} (sudo from {sudo})" if sudo else getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        return f"uid:{os.getuid()}"
 
 
 def _guard(controller: Controller, plan: Plan, request: ManualRequest) -> Decision:
@@ -93,8 +139,10 @@ def _guard(controller: Controller, plan: Plan, request: ManualRequest) -> Decisi
     state = PolicyState(now=now, fleet_size=len(controller.inventory.hosts), broken_hosts=0,
                         running=0, history=controller.store.history(
                             now - controller.history_window()))
-    return decide(plan, policy, state, dry_run=request.check,
-                  approved=request.by in policy.approvers, manual=True)
+    # the approval tier is passed by who really runs it (the OS user, or who sudo'd), never by
+    # a name typed into --by
+    approved = bool(_identities() & set(policy.approvers))
+    return decide(plan, policy, state, dry_run=request.check, approved=approved, manual=True)
 
 
 def _live_labels(controller: Controller, host: str, remediation: str) -> dict[str, str]:

@@ -88,7 +88,9 @@ class Notifier:
         self.targets = tuple(targets)
         self.timeout_s = timeout_s
         self.problems = tuple(problems)  # configured entries that could not be used
-        self._told: set[tuple[int, str]] = set()
+        # (incident, state, when it got there): a re-ask in the same state (a changed plan after
+        # an approval) is a new message; the same call twice is not
+        self._told: set[tuple[int, str, float]] = set()
         self._stalled: dict[str, int] = {}  # target name -> sends the caller stopped waiting for
         self._lock = threading.Lock()
 
@@ -114,9 +116,10 @@ class Notifier:
             if state not in WHAT_TO_DO or not self.targets:
                 return
             with self._lock:
-                if (incident.id, state) in self._told:
+                key = (incident.id, state, incident.updated_at)
+                if key in self._told:
                     return
-                self._told.add((incident.id, state))
+                self._told.add(key)
             title, body = incident_message(incident, note)
             deliveries = self.send(title, body, "failure" if state in (
                 "escalated", "rolled_back") else "warning")

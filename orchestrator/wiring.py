@@ -18,6 +18,7 @@ from orchestrator.rules import Rules, load_rules
 from orchestrator.sources.prometheus import PrometheusSource, connect
 from orchestrator.store.audit import chain_marker, key_for_new_chain, read_key
 from orchestrator.store.db import Store, recorded_history
+from orchestrator.store.lock import ACT_WAIT_S, controller_lock
 
 log = logging.getLogger(__name__)
 
@@ -60,4 +61,5 @@ def controller_for(settings: Settings, rules: Rules | None = None,
         store=store_for(settings),
         watch=watch,
         notify=Notifier.from_settings(settings.notify).incident_changed,
+        exclusive=lambda: controller_lock(settings.state.dir, wait_s=ACT_WAIT_S),
     )

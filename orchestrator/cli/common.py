@@ -99,17 +99,6 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def operator() -> str:
-    """Who is at the keyboard, for the audit log when no --by is given."""
-    import getpass
-    import os
-
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry (some containers)
-        return f"uid:{os.getuid()}"
-
-
 def when(ts: float | None) -> str:
     if ts is None:
         return "-"

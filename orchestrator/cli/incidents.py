@@ -15,7 +15,6 @@ from orchestrator.cli.common import (
     console,
     emit_json,
     handle_errors,
-    operator,
     to_jsonable,
     when,
 )
@@ -91,7 +90,9 @@ def approve(incident_id: int = typer.Argument(...),
     if not incident.detail.get("plan_digest"):
         raise TargetError(f"incident {incident_id} has no recorded plan to approve; wait for "
                           "the next sweep to plan it")
-    store.approve(incident, by, time.time())
+    from orchestrator.manual import os_user
+
+    store.approve(incident, by, time.time(), os_user())
     if json_output:
         emit_json({"incident": incident_id, "approved_by": by,
                    "plan_digest": incident.detail["plan_digest"],
@@ -111,12 +112,13 @@ def retry(incident_id: int = typer.Argument(...),
           json_output: bool = JSON_OPTION) -> None:
     """Re-plan an escalated, rolled-back or held incident from the fleet as it is now and run it
     through every guardrail. Exit 0 healed (or nothing to do), 1 still needs a human."""
+    from orchestrator.manual import os_user
     from orchestrator.wiring import controller_for
 
     controller = controller_for(State.settings())
     with console.status(f"retrying incident {incident_id}") if not json_output \
             else nullcontext():
-        action = controller.retry(incident_id, by or operator())
+        action = controller.retry(incident_id, by or os_user())
     if json_output:
         emit_json({"action": to_jsonable(action)})
     else:

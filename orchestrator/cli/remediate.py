@@ -19,11 +19,10 @@ from orchestrator.cli.common import (
     console,
     emit_json,
     handle_errors,
-    operator,
     to_jsonable,
 )
 from orchestrator.errors import TargetError
-from orchestrator.manual import ManualRequest, run_by_hand
+from orchestrator.manual import ManualRequest, os_user, run_by_hand
 from orchestrator.models import OutcomeStatus, Verdict
 from orchestrator.wiring import controller_for
 
@@ -53,7 +52,7 @@ def remediate(
             raise TargetError(f"--param {item!r}: write NAME=VALUE")
         values[key] = value
     controller = controller_for(State.settings())
-    request = ManualRequest(host, remediation, values, check, by or operator(), force, reason)
+    request = ManualRequest(host, remediation, values, check, by or os_user(), force, reason)
     with console.status(f"{remediation} on {host}") if not json_output else nullcontext():
         result = run_by_hand(controller, request)
     outcome = result.outcome

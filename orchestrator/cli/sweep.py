@@ -39,7 +39,8 @@ def sweep(
         controller.executor.prepare()  # pay Ansible's import once, before any fault
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
-    with controller_lock(settings.state.dir):
+    # one service per state dir; each sweep also takes the controller's act lock (engine)
+    with controller_lock(settings.state.dir, name="service.lock") if every else nullcontext():
         while True:
             if time.monotonic() - built > INVENTORY_REFRESH_S:  # hosts come and go
                 try:

@@ -93,6 +93,7 @@ class Flapping(_Rule):
 DEFAULT_PROTECTED_UNITS = (
     "ssh.service", "sshd.service", "ssh.socket", "sshd@*.service",
     "dbus.service", "dbus.socket", "dbus-broker.service",
+    "dbus-org.*",  # D-Bus activation aliases of systemd's own services (logind, networkd, ...)
     "systemd-*", "init.scope", "-.slice", "user@*.service",
     "prometheus-node-exporter*", "node_exporter*", "node-exporter*", "prometheus-*-exporter*",
     "*_exporter.service", "*-exporter.service",
@@ -168,7 +169,8 @@ def decide(plan: Plan, policy: Policy, state: PolicyState, dry_run: bool = False
     suppress (maintenance) over hold (a limit says wait) over ask (approval) over run.
     ``approved``: a human approved this plan; it skips only the approval step, not the limits.
     ``manual``: a human runs it by hand: fleet-wide limits (too much broken, blast radius) are
-    the human's call; mode, maintenance, cooldown, breaker and approval still hold.
+    the human's call; mode, maintenance, cooldown, breaker and approval still hold, and a
+    flapping fault holds (a human may force it) instead of refusing.
     """
     refuse = _protected(plan, policy)
     suppress = [f"{host} is in maintenance window '{window.name}'"
@@ -188,7 +190,7 @@ def decide(plan: Plan, policy: Policy, state: PolicyState, dry_run: bool = False
     for host in plan.targets:
         waits, flaps = _cooldown(plan, policy, state, host)
         hold.extend(waits)
-        refuse.extend(flaps)
+        (hold if manual else refuse).extend(flaps)
     recent_hosts = {r.host for r in state.runs
                     if state.now - r.started_at < policy.blast_radius.window_s}
     if not manual and len(recent_hosts | set(plan.targets)) > policy.blast_radius.max_hosts:

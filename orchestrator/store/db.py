@@ -187,7 +187,8 @@ class Store:
                     from orchestrator.core.lifecycle import IllegalTransition
 
                     raise IllegalTransition(f"incident {before.id} was changed by another "
-                                            "writer")
+                                            "writer (another selfheal process?); see `selfheal "
+                                            f"incidents show {before.id}`")
                 if before.state != after.state:
                     conn.execute(insert(schema.transitions).values(
                         incident_id=before.id, from_state=before.state.value,
@@ -226,9 +227,10 @@ class Store:
         with self.engine.connect() as conn:
             return [_row_to_incident(r) for r in conn.execute(query)]
 
-    def approve(self, incident: Incident, by: str, now: float) -> None:
+    def approve(self, incident: Incident, by: str, now: float, os_user: str = "") -> None:
         """Record a human's approval of the incident's current plan (its digest) and its audit
-        record in one transaction; a later change of the plan needs a new approval."""
+        record in one transaction; a later change of the plan needs a new approval. ``os_user``:
+        who really ran the command, audited beside the name given."""
         digest = incident.detail.get("plan_digest")
         detail = {**incident.detail, "approved_by": by, "approved_at": now,
                   "approved_digest": digest}
@@ -239,9 +241,12 @@ class Store:
             if changed != 1:
                 from orchestrator.core.lifecycle import IllegalTransition
 
-                raise IllegalTransition(f"incident {incident.id} was changed by another writer")
+                raise IllegalTransition(f"incident {incident.id} was changed by another writer; "
+                                        f"see `selfheal incidents show {incident.id}` and "
+                                        "approve again if it still awaits approval")
             self._append_audit(conn, "incident.approved", f"{incident.host}/{incident.fault}",
-                               {"incident": incident.id, "by": by, "plan_digest": digest}, now)
+                               {"incident": incident.id, "by": by, "plan_digest": digest,
+                                **({"os_user": os_user} if os_user else {})}, now)
 
     def hand_back(self, incident: Incident, by: str, now: float) -> None:
         """A human takes an ended incident back into the loop (``incidents retry``): it stops
@@ -272,15 +277,22 @@ class Store:
                   check_mode: bool, started_at: float) -> int:
         """Write "run started" before the play starts, so a run whose controller died still
         counts for the cooldown and the circuit breaker (as a run with an unknown outcome)."""
-        with self.engine.begin() as conn:
-            key = conn.execute(insert(schema.runs).values(
-                incident_id=incident_id, host=host, remediation=remediation, phase=phase,
-                check_mode=check_mode, started_at=started_at, finished_at=started_at,
-                status=RUN_STARTED)).inserted_primary_key
-            assert key is not None
-            self._append_audit(conn, f"ansible.{phase}.started", f"{host}/{remediation}", {
-                "incident": incident_id, "check_mode": check_mode, "run": key[0]}, started_at)
-        return int(key[0])
+        run: list[int] = []
+
+        def write() -> None:
+            with self.engine.begin() as conn:
+                key = conn.execute(insert(schema.runs).values(
+                    incident_id=incident_id, host=host, remediation=remediation, phase=phase,
+                    check_mode=check_mode, started_at=started_at, finished_at=started_at,
+                    status=RUN_STARTED)).inserted_primary_key
+                assert key is not None
+                self._append_audit(conn, f"ansible.{phase}.started", f"{host}/{remediation}", {
+                    "incident": incident_id, "check_mode": check_mode, "run": key[0]},
+                    started_at)
+                run.append(int(key[0]))
+
+        self._retrying(write, f"run started {host}/{remediation}")
+        return run[-1]
 
     def finish_run(self, run_id: int, host: str, remediation: str, phase: str,
                    outcome: Outcome, incident_id: int | None = None) -> None:
@@ -332,10 +344,13 @@ class Store:
 
     def mark_failed_verification(self, incident_id: int) -> None:
         """A run whose play succeeded but whose fix did not hold counts for the breaker."""
-        with self.engine.begin() as conn:
-            conn.execute(update(schema.runs).where(
-                schema.runs.c.incident_id == incident_id,
-                schema.runs.c.phase == "remediate").values(status="failed"))
+        def write() -> None:
+            with self.engine.begin() as conn:
+                conn.execute(update(schema.runs).where(
+                    schema.runs.c.incident_id == incident_id,
+                    schema.runs.c.phase == "remediate").values(status="failed"))
+
+        self._retrying(write, f"incident {incident_id} failed verification")
 
     # -- read-only counts for selfheal's own health (orchestrator.health) ----------------------
     def incident_counts(self) -> dict[str, int]:

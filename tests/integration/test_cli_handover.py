@@ -79,6 +79,9 @@ def test_approve_needs_a_configured_approver_and_binds_the_plan(
     assert ok["params"]["unit"] == "app.service"
     code, shown = run(cfg, "incidents", "show", str(incident))
     assert shown["incident"]["detail"]["approved_digest"] == ok["plan_digest"]
+    code, log = run(cfg, "audit", "log")
+    (approved,) = [r["payload"] for r in log["records"] if r["action"] == "incident.approved"]
+    assert approved["by"] == "alice" and approved["os_user"]  # who really typed it, too
     code, err = run(cfg, "incidents", "retry", str(incident))
     assert code == 2 and "retry takes escalated, rolled-back or held" in err["message"]
 

@@ -1,4 +1,4 @@
-"""Review (helper E): held incidents, approvals and retry as a human meets them.
+"""Held incidents, approvals and retry as a human meets them (found by a hostile review).
 
 Real Prometheus, real SQLite store, a real HTTP receiver for notifications; only ansible-runner's
 ``run`` is replaced at the edge by ``Fixer`` (see test_engine_guardrails).
@@ -32,13 +32,10 @@ def titles(received: list[dict[str, object]]) -> list[str]:
     return [str(m["title"]) for m in received]
 
 
-@pytest.mark.xfail(strict=True, reason="review: 'nothing to retry' exits 1")
 def test_retry_with_nothing_to_do_does_not_need_a_human(tmp_path: Path,
                                                         prometheus: RealPrometheus,
                                                         exporter: Exporter) -> None:
-    """`incidents retry` says "Exit 0 healed (or nothing to do)"; when the fault is gone the
-    action keeps the incident's state (escalated), so ``needs_human`` is true and the command
-    exits 1."""
+    """`incidents retry` of a fault that is gone says so and needs nobody (exit 0)."""
     controller, fixer = build(tmp_path, prometheus, exporter,
                               {"blast_radius": {"max_broken_fraction": 1}}, net=NET)
     fixer.explode_on = {"h1"}
@@ -51,14 +48,12 @@ def test_retry_with_nothing_to_do_does_not_need_a_human(tmp_path: Path,
     assert not action.needs_human  # the CLI maps needs_human to exit 1
 
 
-@pytest.mark.xfail(strict=True, reason="review: an approval invalidated by a plan change is "
-                   "asked again silently")
 def test_a_plan_change_after_approval_tells_the_approvers(tmp_path: Path,
                                                           prometheus: RealPrometheus,
                                                           exporter: Exporter) -> None:
     """The approver approved; the plan then changes (a catalog edit, a new label value): the
-    engine drops the approval and logs "asking again", but nobody is asked: the transition is to
-    the same state, so the notifier is not called, and the approver believes it will run."""
+    approval is dropped and the approvers are asked again (a second message), not left believing
+    it will run."""
     controller, fixer = build(tmp_path, prometheus, exporter, {"approvers": ["alice"]}, tier=3,
                               net=NET)
     with webhook() as hook:
@@ -76,14 +71,10 @@ def test_a_plan_change_after_approval_tells_the_approvers(tmp_path: Path,
         assert len(hook.received) == 2, titles(hook.received)
 
 
-@pytest.mark.xfail(strict=True, reason="review: a held incident of a host that left the "
-                   "inventory is held for ever")
 def test_a_held_incident_ends_when_its_host_leaves_the_inventory(
         tmp_path: Path, prometheus: RealPrometheus, exporter: Exporter) -> None:
-    """h1 is held (mode disabled) and is then decommissioned: ``_settle`` skips incidents whose
-    host is not in the inventory, ``retry`` says "the next sweep settles the incident" but none
-    does, and no command ends it, so ``selfheal_incidents{state="held"}`` (and the SelfhealHeld
-    example alert) stays up for good."""
+    """h1 is held (mode disabled) and is then decommissioned: the next sweep ends the incident
+    instead of keeping ``selfheal_incidents{state="held"}`` (and its alert) up for good."""
     controller, _ = build(tmp_path, prometheus, exporter,
                           {"mode": "disabled", "blast_radius": {"max_broken_fraction": 1}},
                           net=NET)
@@ -116,12 +107,10 @@ def busy_store_after(controller: Controller, state: S, hold_s: float = 7.0) -> l
     return held
 
 
-@pytest.mark.xfail(strict=True, reason="review: a busy store after the play skips the rollback")
 def test_a_busy_store_after_the_play_does_not_skip_the_rollback(
         tmp_path: Path, prometheus: RealPrometheus, exporter: Exporter) -> None:
-    """The play ran but the fix did not verify: ``mark_failed_verification`` is written without
-    ``_retrying``, so a store busy for longer than SQLite's busy_timeout raises, ``_fail``
-    escalates, and the rollback is never run; the run also stays "succeeded" for the breaker."""
+    """The play ran but the fix did not verify, and the store is busy for longer than SQLite's
+    busy_timeout: the failed-verification write is retried and the rollback still runs."""
     controller, fixer = build(tmp_path, prometheus, exporter,
                               {"blast_radius": {"max_broken_fraction": 1}}, net=NET)
     entry = controller.rules.catalog.remediations["service_restart"]
@@ -144,11 +133,10 @@ def test_a_busy_store_after_the_play_does_not_skip_the_rollback(
     assert fixer.calls == []
 
 
-@pytest.mark.xfail(strict=True, reason="review: 'run started' is not retried on a busy store")
 def test_a_busy_store_before_the_play_does_not_escalate(
         tmp_path: Path, prometheus: RealPrometheus, exporter: Exporter) -> None:
-    """Every other write of a heal is retried for write_retry_s; ``start_run`` is not, so a store
-    busy for 5-60 s when a heal starts escalates the incident (and pages) without any play."""
+    """A store busy for 5-60 s when a heal starts delays "run started" (retried), it does not
+    escalate the incident without any play."""
     controller, fixer = build(tmp_path, prometheus, exporter,
                               {"blast_radius": {"max_broken_fraction": 1}}, net=NET)
     held = busy_store_after(controller, S.REMEDIATING)

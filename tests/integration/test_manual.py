@@ -1,4 +1,4 @@
-"""Review (helper E): ``selfheal remediate`` by hand (``orchestrator.manual.run_by_hand``).
+"""``selfheal remediate`` by hand (``orchestrator.manual.run_by_hand``), found by a hostile review.
 
 Real Prometheus and SQLite store; only ansible-runner's ``run`` is replaced at the edge by
 ``Fixer`` (see test_engine_guardrails).
@@ -30,13 +30,10 @@ def ask(host: str = "h1", **more: object) -> ManualRequest:
     return ManualRequest(**fields)  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(strict=True, reason="review: --force --reason cannot override flapping")
 def test_force_with_a_reason_overrides_flapping(tmp_path: Path, prometheus: RealPrometheus,
                                                 exporter: Exporter) -> None:
-    """Flapping is the cooldown backing off; the issue says `remediate` passes the cooldown
-    unless `--force --reason`. Today flapping is a REFUSE verdict, which --force never passes,
-    and the refusal does not say how to get past it: after three fixes in an hour no human can
-    run the fix by hand (and `incidents retry` is refused the same way) until the window ends."""
+    """Flapping is the cooldown backing off: by hand, `--force --reason` passes it (the loop
+    still escalates a fix that does not hold)."""
     controller, fixer = build(tmp_path, prometheus, exporter,
                               {"blast_radius": {"max_broken_fraction": 1}}, net=NET)
     controller.rules = with_entry(controller.rules, cooldown_s=1)
@@ -52,12 +49,10 @@ def test_force_with_a_reason_overrides_flapping(tmp_path: Path, prometheus: Real
     assert fixer.calls == [["h1"]]
 
 
-@pytest.mark.xfail(strict=True, reason="review: a manual run that raises stays 'started' forever")
 def test_a_manual_run_that_raises_is_recorded_as_ended(tmp_path: Path, prometheus: RealPrometheus,
                                                        exporter: Exporter) -> None:
-    """The engine's ``_run`` writes the outcome of a play that raised; ``run_by_hand`` has its
-    own copy of start/run/finish without that, so the run stays "started" for good (in
-    ``run_counts``, the health textfile and the audit log, which never gets the outcome)."""
+    """A play that raises by hand is recorded as failed, as in the loop, not left "started"
+    (in ``run_counts``, the health textfile and the audit log)."""
     controller, fixer = build(tmp_path, prometheus, exporter,
                               {"blast_radius": {"max_broken_fraction": 1}}, net=NET)
     fixer.explode_on = {"h1"}
@@ -70,12 +65,10 @@ def test_a_manual_run_that_raises_is_recorded_as_ended(tmp_path: Path, prometheu
                                                     "ansible.remediate"]
 
 
-@pytest.mark.xfail(strict=True, reason="review: --by is taken on trust as an approver")
 def test_a_typed_approver_name_is_not_an_approval(tmp_path: Path, prometheus: RealPrometheus,
                                                   exporter: Exporter) -> None:
-    """Risk tier 3 by hand needs an approver; ``_guard`` takes ``--by`` as typed, so anyone who
-    can run `selfheal remediate` passes the approval tier with ``--by alice`` (and the audit log
-    then names alice, not who ran it)."""
+    """Risk tier 3 by hand needs an approver, and who that is comes from the OS user (or who
+    sudo'd), never from a name typed into ``--by``."""
     assert getpass.getuser() != "alice"
     controller, fixer = build(tmp_path, prometheus, exporter,
                               {"approvers": ["alice"], "blast_radius": {"max_broken_fraction": 1}},
@@ -85,15 +78,10 @@ def test_a_typed_approver_name_is_not_an_approval(tmp_path: Path, prometheus: Re
     assert not result.ran and fixer.calls == []
 
 
-@pytest.mark.xfail(strict=True, reason="review: a mistyped -p NAME is ignored and another unit "
-                   "is restarted")
 def test_a_mistyped_parameter_is_refused_not_ignored(tmp_path: Path, prometheus: RealPrometheus,
                                                      exporter: Exporter) -> None:
-    """`-p unti=nginx.service` (a typo of unit): a name that is not a parameter is taken as a
-    label; no parameter reads a label 'unti', so it is dropped silently and the unit comes from
-    the host's firing series instead: app.service is restarted, which nobody asked for. A -p
-    name that is neither a parameter nor a label some parameter reads should be refused, naming
-    the parameters."""
+    """`-p unti=nginx.service` (a typo of unit) is refused naming the parameters, instead of
+    being dropped while the unit from the host's firing series is restarted."""
     controller, fixer = build(tmp_path, prometheus, exporter,
                               {"blast_radius": {"max_broken_fraction": 1}}, net=NET)
     crash(exporter, prometheus, 1, net=NET)  # app.service fires on h1

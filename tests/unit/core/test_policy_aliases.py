@@ -1,4 +1,4 @@
-"""Review (helper E): a protected unit named by one of its systemd aliases."""
+"""A protected unit named by one of its D-Bus aliases (found by a hostile review)."""
 
 from __future__ import annotations
 
@@ -8,18 +8,14 @@ from orchestrator.core.policy import Policy, PolicyState, decide
 from orchestrator.models import Plan, Verdict
 
 
-@pytest.mark.xfail(strict=True, reason="review: a systemd alias of a protected unit is not "
-                   "protected")
 @pytest.mark.parametrize("alias", ["dbus-org.freedesktop.login1.service",
                                    "dbus-org.freedesktop.network1.service",
                                    "dbus-org.freedesktop.resolve1.service",
                                    "dbus-org.freedesktop.timesync1.service"])
 def test_an_alias_of_a_systemd_unit_is_protected(alias: str) -> None:
     """Debian ships these names as aliases (symlinks) of systemd-logind, -networkd, -resolved
-    and -timesyncd; `systemctl restart ALIAS` restarts the systemd unit. They match the catalog's
-    unit pattern and no default protected_units pattern, so a `unit` label (or `-p unit=`)
-    holding one restarts a systemd unit. Match on the unit's real name (systemctl show -p Id on
-    the host, in the role) or add the dbus-org.freedesktop.* aliases to the defaults."""
+    and -timesyncd; `systemctl restart ALIAS` restarts the systemd unit, so the defaults protect
+    them (`dbus-org.*`). Aliases a team adds with Alias= need their own pattern."""
     plan = Plan("service_crash", "service_restart", "service_restart", ("vps1",),
                 {"unit": alias, "health_url": "http://10.0.0.1:8080/healthz"}, 1, 300, False,
                 "service_up")

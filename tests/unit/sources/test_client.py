@@ -1,4 +1,4 @@
-"""Review (helper E): Prometheus credentials in the URL never show (``sources.client``)."""
+"""Prometheus credentials in the URL never show (``sources.client``; found by a hostile review)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,12 @@ from orchestrator.errors import ConfigError
 from orchestrator.sources.client import access
 
 
-@pytest.mark.xfail(strict=True, reason="review: a URL password with / # or ? is shown in full")
 @pytest.mark.parametrize("password", ["s3cr/et", "s3cr#et", "s3cr?et"])
 def test_a_url_password_with_a_delimiter_never_shows(password: str, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """A generated password often holds '/', and people paste it into the URL unencoded.
-    urlsplit then ends the netloc before the '@', finds no password, so ``redacted_url`` (used
-    in every message), the settings' repr and ``access().explain`` show the whole URL. Either
-    refuse such a URL at load time (without echoing it) or redact it."""
+    """A generated password often holds '/', and people paste it into the URL unencoded:
+    urlsplit then ends the host part before the '@' and finds no password to redact. Such a URL
+    is refused at load time without being echoed."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SELFHEAL_CONFIG", raising=False)
     monkeypatch.setenv("SELFHEAL_PROMETHEUS__URL", f"http://admin:{password}@127.0.0.1:9090/")
