@@ -6,8 +6,9 @@
 Phases (see orchestrator/drill.py): detect (injection to the incident being opened), remediate
 (the Ansible run), verify (play end to a fresh healthy Prometheus sample), end_to_end (injection
 to verified healthy). Brings the lab up when it is not running and leaves it as it found it.
-Runs rotate over the lab hosts with a fresh state dir and the remediation's cooldown set to 0,
-because a cooldown exists to stop repeated fixes on one host, which is what a benchmark does.
+Runs rotate over the lab hosts with a fresh state dir, the remediation's cooldown set to 0 and no
+flapping limit, because both exist to stop repeated fixes on one host, which is what a benchmark
+does.
 """
 
 from __future__ import annotations
@@ -31,9 +32,12 @@ PHASES = ("detect", "remediate", "verify", "end_to_end")
 
 
 def without_cooldowns(rules: Rules) -> Rules:
+    """No cooldown and no flapping limit: the same host is healed again and again on purpose."""
     entries = {n: e.model_copy(update={"cooldown_s": 0.0})
                for n, e in rules.catalog.remediations.items()}
-    return Rules(Catalog(remediations=entries), rules.faults, rules.policy)
+    flapping = rules.policy.flapping.model_copy(update={"max_returns": 1_000_000})
+    return Rules(Catalog(remediations=entries), rules.faults,
+                 rules.policy.model_copy(update={"flapping": flapping}))
 
 
 def summary(results: list[DrillResult]) -> dict[str, dict[str, float | None]]:

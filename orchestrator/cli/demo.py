@@ -20,35 +20,44 @@ from orchestrator.cli.common import (
     to_jsonable,
 )
 from orchestrator.config import load_settings
+from orchestrator.core.policy import PolicyState, decide
 from orchestrator.drill import run_drill
 from orchestrator.engine import Controller
 from orchestrator.errors import TargetError
+from orchestrator.models import Plan, Verdict
 from orchestrator.wiring import controller_for
 
 SEED_TARGET_S = 3.0  # the seed article's response time for a crashed service
 
 
 def _rested_host(controller: Controller, fault: str) -> str:
-    """vps2, or the first lab host whose remediation cooldown has passed, so a second
-    `make demo` right after the first heals instead of being held back by the guardrails."""
+    """vps2, or the first lab host the guardrails would let heal now (cooldown, flapping
+    back-off), so a second `make demo` right after the first heals instead of being held."""
     rule = controller.rules.faults.faults.get(fault)
     entry = controller.rules.catalog.get(rule.remediations[0]) if rule and rule.remediations \
         else None
-    cooldown = entry.cooldown_s if entry else 0.0
+    if entry is None:
+        raise TargetError(f"no catalog remediation heals {fault}; see rules/faults.yml")
     now = time.time()
-    recent = {r.host for r in controller.store.history(now - cooldown)}
+    state = PolicyState(now=now, fleet_size=len(controller.inventory.hosts), broken_hosts=1,
+                        running=0, history=controller.store.history(
+                            now - controller.history_window()))
     hosts = sorted(controller.inventory.hosts, key=lambda h: (h != "vps2", h))
+    waits: list[str] = []
     for candidate in hosts:
-        if candidate not in recent:
+        probe = Plan(fault, entry.name, entry.role, (candidate,), {}, entry.risk_tier,
+                     entry.cooldown_s, entry.check_first, entry.verify.signal)
+        decision = decide(probe, controller.rules.policy, state)
+        if decision.verdict is Verdict.RUN:
             return candidate
-    raise TargetError(f"every lab host was healed in the last {cooldown:.0f} s and is in its "
-                      "cooldown (rules/remediations.yml); wait, or pass --host to see the "
-                      "guardrail refuse")
+        waits.append(f"{candidate}: {'; '.join(decision.reasons)}")
+    raise TargetError("no lab host may be healed now: " + " | ".join(waits) +
+                      "; wait, or pass --host to see the guardrails hold it")
 
 
 @handle_errors
 def demo(host: str | None = typer.Option(None, help="lab host whose service is crashed "
-                                          "(default: vps2, else one not in its cooldown)"),
+                                          "(default: vps2, else one the guardrails let heal now)"),
          fault: str = typer.Option("service_crash", help="lab fault to inject"),
          json_output: bool = JSON_OPTION) -> None:
     """Run the closed loop once on the lab. Exit 0 healed, 1 not healed, 2 error."""
