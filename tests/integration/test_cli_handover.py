@@ -106,3 +106,27 @@ def test_remediate_by_hand_is_guarded_and_says_why(tmp_path: Path, prometheus: R
     code, log = run(cfg, "audit", "log")
     refused = [r["payload"] for r in log["records"] if r["action"] == "manual.refused"]
     assert code == 0 and refused[0]["by"] == "erin" and len(refused) == 2
+
+
+def test_retry_of_a_held_incident_prints_what_happened(tmp_path: Path,
+                                                       prometheus: RealPrometheus,
+                                                       exporter: Exporter) -> None:
+    """Held while self-healing is off; switched on, `incidents retry` runs it for real. The
+    host's SSH port is closed (ansible_port=1), so the run is unreachable: escalated, exit 1,
+    with the action and its reasons in the JSON and the table."""
+    crash(exporter, prometheus, 3)
+    cfg = config(tmp_path, prometheus, "mode: disabled\n", tier=1)
+    (tmp_path / "hosts.ini").write_text("\n".join(
+        f"h{i} selfheal_prometheus_host={NET}.{i} ansible_host=127.0.0.1 ansible_port=1"
+        for i in (1, 2, 3)) + "\n")
+    code, swept = run(cfg, "sweep")
+    (held,) = swept["actions"]
+    assert code == 1 and held["state"] == "held"
+    (tmp_path / "rules" / "policy.yml").write_text("mode: strict\n")
+    code, retried = run(cfg, "incidents", "retry", str(held["incident_id"]), "--by", "frank")
+    action = retried["action"]
+    assert code == 1 and action["state"] == "escalated" and action["host"] == "h3"
+    assert "unreachable" in " ".join(action["reasons"])
+    table = runner.invoke(app, ["--config", str(cfg), "incidents", "show",
+                                str(held["incident_id"])])
+    assert "held" in table.stdout and "escalated" in table.stdout
