@@ -1,7 +1,8 @@
 """The ``selfheal`` command: the root Typer app joining one module per command group.
 
 Exit codes for every command: 0 ok (healthy or healed), 1 needs a human (unknown data,
-escalated, awaiting approval, tampered audit log), 2 error (bad input or configuration).
+escalated, held, awaiting approval, refused by the guardrails, tampered audit log), 2 error (bad
+input or configuration, a failed run, the controller lock busy).
 """
 
 from __future__ import annotations
