@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.errors import SelfhealError
 from orchestrator.manual import ManualRequest, run_by_hand
 from tests.integration.conftest import Exporter, RealPrometheus
 from tests.integration.test_engine_guardrails import build, crash
@@ -41,3 +42,23 @@ def test_an_approver_name_in_the_environment_is_not_an_approval(
                             check=False, by="carol")
     result = run_by_hand(controller, request)
     assert not result.ran and fixer.calls == []
+
+
+@pytest.mark.xfail(strict=True, reason="review2: -p unit=B gets unit A's health_url")
+def test_a_typed_unit_is_not_checked_against_another_units_health_url(
+        tmp_path: Path, prometheus: RealPrometheus, exporter: Exporter) -> None:
+    """app.service (port 8080) is down on h1; the operator restarts another unit there with
+    ``-p unit=other.service``. The unset labels are filled from h1's firing series whatever its
+    unit, so the plan restarts other.service and then waits on app.service's /healthz (port
+    8080): a fix judged by another service's health."""
+    controller, _ = build(tmp_path, prometheus, exporter,
+                              {"blast_radius": {"max_broken_fraction": 1}}, net=NET)
+    crash(exporter, prometheus, 1, net=NET)  # app.service on 127.0.8.1:8080 fires
+    request = ManualRequest("h1", "service_restart", {"unit": "other.service"}, check=True,
+                            by="carol")
+    try:
+        result = run_by_hand(controller, request)
+    except SelfhealError:  # refusing (asking for health_url) is right too
+        return
+    assert result.plan.params["unit"] == "other.service"
+    assert ":8080/" not in str(result.plan.params["health_url"]), result.plan.params
