@@ -12,10 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config import PROJECT_ROOT
+from orchestrator.config import (
+    PROJECT_ROOT,
+    PrometheusSettings,
+    RulesSettings,
+    Settings,
+    StateSettings,
+)
 from orchestrator.core.lifecycle import advance
+from orchestrator.detection import STATE_FILE, AnomalyWatch
 from orchestrator.models import IncidentState as S
 from orchestrator.rules import Rules, load_rules
+from orchestrator.sources.prometheus import connect
 from tests.integration.conftest import Exporter, RealPrometheus
 from tests.integration.test_engine_guardrails import build, crash
 
@@ -96,3 +104,40 @@ def test_retry_says_unknown_when_the_faults_own_signal_is_unknown(
         for i in (1, 2, 3):
             exporter.gauge.remove(f"{NET}.{i}:8081", "other.service")
         exporter.gauge.labels(f"{NET}.1:8080", "app.service").set(1)
+
+
+DETECTION_YML = """
+signals:
+  r2_cpu:
+    promql: sum by (instance) (selfheal_test_service_up{unit="r2-cpu"})
+    harmful: up
+    threshold: "> 0.9"
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="review2: a dry run writes the detector state, unlocked")
+def test_a_dry_run_leaves_the_detection_state_alone(
+        tmp_path: Path, prometheus: RealPrometheus, exporter: Exporter) -> None:
+    """``sweep(dry_run=True)`` "changes nothing and takes no lock", yet it steps the streaming
+    detectors and saves their state and de-duplication memory: the service's next sweep (in
+    another process, writing the same file) then sees no new point or the finding as already
+    raised, and the two processes overwrite each other's state."""
+    controller, _ = build(tmp_path, prometheus, exporter,
+                          {"blast_radius": {"max_broken_fraction": 1}}, net=NET)
+    rules = tmp_path / "detection-rules"
+    rules.mkdir()
+    (rules / "detection.yml").write_text(DETECTION_YML)
+    settings = Settings(prometheus=PrometheusSettings(url=prometheus.url),
+                        state=StateSettings(dir=tmp_path / "state"),
+                        rules=RulesSettings(dir=rules))
+    controller.watch = AnomalyWatch(settings, connect(settings.prometheus),
+                                    controller.inventory.by_prometheus_host())
+    crash(exporter, prometheus, net=NET)
+    exporter.gauge.labels(f"{NET}.1:9101", "r2-cpu").set(0.95)
+    try:
+        prometheus.wait_for(f'selfheal_test_service_up{{unit="r2-cpu",instance="{NET}.1:9101"}}')
+        report = controller.sweep(dry_run=True)
+        assert report.anomalies is not None and report.anomalies.findings
+        assert not (settings.state.dir / STATE_FILE).exists()
+    finally:
+        exporter.gauge.remove(f"{NET}.1:9101", "r2-cpu")

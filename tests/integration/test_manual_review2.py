@@ -42,6 +42,9 @@ def test_an_approver_name_in_the_environment_is_not_an_approval(
                             check=False, by="carol")
     result = run_by_hand(controller, request)
     assert not result.ran and fixer.calls == []
+    # and the audit names who really ran it, not the name in the environment
+    (record,) = [r for r in controller.store.audit_records() if r.action.startswith("manual.")]
+    assert "alice" not in str(record.payload.get("os_user")), record.payload
 
 
 @pytest.mark.xfail(strict=True, reason="review2: -p unit=B gets unit A's health_url")
