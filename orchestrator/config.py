@@ -64,10 +64,21 @@ class PrometheusSettings(_Group):
         parts = urlsplit(v)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("write http://HOST:PORT or https://HOST:PORT")
-        if "@" in v.partition("://")[2] and "@" not in parts.netloc:
-            # a password holding / # or ? ends the host part early: it would be shown in full
-            raise ValueError("the URL has an '@' after its host part (a password with / # or "
-                             "?): percent-encode it, or better, use password_file")
+        # a password holding / ? or # ends the host part early: the rest of it would be shown
+        # unredacted. Spot it without echoing the URL: the host part's port is not a number, or
+        # a user:password@ host part is followed by another '@'.
+        rest = v.partition("://")[2]
+        after = rest[len(parts.netloc):]
+        try:
+            parts.port  # noqa: B018 (urlsplit checks the port when it is read)
+        except ValueError:
+            bad = True
+        else:
+            bad = "@" in parts.netloc and "@" in after
+        if bad:
+            raise ValueError("the URL's host part is not [user[:password]@]HOST[:PORT] (a "
+                             "password with / ? # in it?): percent-encode it, or better, use "
+                             "password_file")
         return v
 
     @property

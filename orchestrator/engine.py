@@ -183,7 +183,8 @@ class Controller:
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 fn = self._dry_run if dry_run else self._remediate
                 actions.extend(pool.map(lambda a: fn(a.incident, a.plan), runnable))
-        anomalies = self.detect(started) if error is None else None
+        # a dry run changes nothing, the detectors' saved state included
+        anomalies = self.detect(started, persist=not dry_run) if error is None else None
         return SweepReport(started, self.clock(), tuple(verdicts), tuple(actions), refused,
                            error, dry_run, anomalies)
 
@@ -220,9 +221,12 @@ class Controller:
         verdict = next((v for v in verdicts if v.host == incident.host), None)
         diagnosis = next((d for d in (verdict.diagnoses if verdict else ())
                           if d.fault == incident.fault), None)
+        fault = self.rules.faults.faults.get(incident.fault)
         if diagnosis is None:
-            unknown = verdict is None or verdict.health is Health.UNKNOWN
-            why = (f"no data on {incident.host} now: unknown, so nothing is retried" if unknown
+            # judged on the fault's own signals: another fault firing on the host says nothing
+            unknown = verdict is None or fault is None or not verdict.cleared(fault)
+            why = (f"{incident.fault} on {incident.host} cannot be judged now (its signals are "
+                   "unknown, or the host itself is down): nothing is retried" if unknown
                    else f"{incident.fault} is not firing on {incident.host} now; nothing to "
                    "retry (the next sweep settles the incident)")
             return Action(incident.host, incident.fault, "unknown" if unknown else "none",
@@ -296,16 +300,18 @@ class Controller:
                 self._move(incident, target, "fault cleared before any action", resolved_at=now)
 
     def _gone(self, incident: Incident, why: str, now: float) -> None:
-        """An incident whose host or fault no longer exists ends instead of waiting for ever;
-        one mid-run is left to the run's own end."""
-        if incident.state.is_terminal:
-            self.store.mark_cleared(incident, now)
-        elif incident.state in (S.DETECTED, S.DIAGNOSED, S.PLANNED, S.HELD,
-                                S.AWAITING_APPROVAL):
-            self._move(incident, S.SUPPRESSED, f"{why}: nothing to act on")
-            current = self.store.get(incident.id)
-            if current is not None:
-                self.store.mark_cleared(current, now)
+        """An incident whose host or fault no longer exists ends instead of waiting for ever.
+
+        One left mid-run was left by a dead controller (runs hold the lock, and this sweep has
+        it): escalated, since nobody verified its fix."""
+        if incident.state in (S.REMEDIATING, S.VERIFYING):
+            if incident.state is S.REMEDIATING:
+                incident = self._move(incident, S.VERIFYING, "controller restarted mid-run")
+            incident = self._move(incident, S.ESCALATED, f"{why} while its fix was unverified "
+                                  "(the controller stopped mid-run)")
+        elif not incident.state.is_terminal:
+            incident = self._move(incident, S.SUPPRESSED, f"{why}: nothing to act on")
+        self.store.mark_cleared(incident, now)
 
     def _admit(self, d: Diagnosis, view: _SweepView, queued: list[Admitted],
                origin: Mapping[str, Any] | None = None) -> Action | Admitted:

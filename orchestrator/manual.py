@@ -9,9 +9,9 @@ refused or run, is audited with the operator's name.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
+import pwd
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,7 +20,7 @@ from orchestrator.core.catalog import Remediation
 from orchestrator.core.plan import build_plan
 from orchestrator.core.policy import PolicyState, decide
 from orchestrator.engine import Controller
-from orchestrator.errors import SourceUnavailable, TargetError
+from orchestrator.errors import SourceUnavailable, TargetError, UnsafeValueError
 from orchestrator.models import Decision, Diagnosis, Health, Outcome, Plan, Verdict
 
 log = logging.getLogger(__name__)
@@ -75,13 +75,22 @@ def _run_by_hand(controller: Controller, request: ManualRequest) -> ManualResult
         raise TargetError(f"-p {unknown}: not a parameter of {request.remediation} "
                           f"({sorted(entry.params)}) nor a label one reads ({sorted(readable)})")
     given = {k: v for k, v in request.values.items() if k in entry.params}
-    labels = {**_live_labels(controller, request.host, request.remediation),
-              **{k: v for k, v in request.values.items() if k not in entry.params}}
+    typed_labels = {k: v for k, v in request.values.items() if k not in entry.params}
+    # what was typed, seen as the labels it stands for: a typed unit picks the series of
+    # that unit, never another unit's (whose health_url would judge the wrong service)
+    wanted = {**typed_labels, **{spec.from_label: request.values[name]
+                                 for name, spec in entry.params.items()
+                                 if spec.from_label is not None and name in request.values}}
+    labels = {**_live_labels(controller, request.host, request.remediation, wanted),
+              **typed_labels}
     labels.setdefault("instance",
                       controller.inventory.hosts[request.host].prometheus_host)
-    plan = build_plan(Diagnosis(request.host, "manual", 1.0, ("requested by hand",),
-                                (request.remediation,), "human", labels),
-                      entry, targets, given)
+    try:
+        plan = build_plan(Diagnosis(request.host, "manual", 1.0, ("requested by hand",),
+                                    (request.remediation,), "human", labels),
+                          entry, targets, given)
+    except UnsafeValueError as exc:  # e.g. no firing series of that unit to take its port from
+        raise UnsafeValueError(f"{exc}; by hand, give the value with -p NAME=VALUE") from exc
     decision = _guard(controller, plan, request)
     # check mode changes nothing: only a refusal (a protected unit) stops it
     allowed = decision.verdict in (Verdict.RUN, Verdict.DRY_RUN) or (
@@ -113,24 +122,27 @@ def _labels_read(entry: Remediation) -> set[str]:
     return labels
 
 
-def _identities() -> set[str]:
-    import getpass
+def _account() -> str:
+    """The process's user from the password database (not $LOGNAME or $USER, which anyone sets)."""
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # no passwd entry (some containers)
+        return f"uid:{os.getuid()}"
 
-    names = {os.environ.get("SUDO_USER", "")}
-    with contextlib.suppress(KeyError, OSError):  # no passwd entry (some containers)
-        names.add(getpass.getuser())
-    return names - {""}
+
+def _sudo_user() -> str:
+    """Who ran sudo: sudo sets SUDO_USER for a root process; from anyone else it is just text."""
+    return os.environ.get("SUDO_USER", "") if os.geteuid() == 0 else ""
+
+
+def _identities() -> set[str]:
+    return {_account(), _sudo_user()} - {""}
 
 
 def os_user() -> str:
     """Who is really at the keyboard (through sudo too), audited beside ``--by``."""
-    import getpass
-
-    sudo = os.environ.get("SUDO_USER")
-    try:
-        return f"{getpass.getuser()} (sudo from {sudo})" if sudo else getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry (some containers)
-        return f"uid:{os.getuid()}"
+    sudo = _sudo_user()
+    return f"{_account()} (sudo from {sudo})" if sudo else _account()
 
 
 def _guard(controller: Controller, plan: Plan, request: ManualRequest) -> Decision:
@@ -145,9 +157,11 @@ def _guard(controller: Controller, plan: Plan, request: ManualRequest) -> Decisi
     return decide(plan, policy, state, dry_run=request.check, approved=approved, manual=True)
 
 
-def _live_labels(controller: Controller, host: str, remediation: str) -> dict[str, str]:
-    """Labels of the host's firing series that this entry fixes, so a human need not retype
-    them (the unit, the instance with its port); empty when nothing fires or data is missing."""
+def _live_labels(controller: Controller, host: str, remediation: str,
+                 wanted: Mapping[str, str]) -> dict[str, str]:
+    """Labels of the host's firing series that this entry fixes and that agree with what was
+    typed (``wanted``), so a human need not retype them (the unit, the instance with its port);
+    empty when no such series fires or data is missing."""
     try:
         verdicts, _, error = controller.look()
     except SourceUnavailable:
@@ -158,6 +172,8 @@ def _live_labels(controller: Controller, host: str, remediation: str) -> dict[st
         if verdict.host != host or verdict.health is not Health.FIRING:
             continue
         for diagnosis in verdict.diagnoses:
-            if remediation in diagnosis.remediations:
-                return dict(diagnosis.labels)
+            labels = diagnosis.labels
+            if remediation in diagnosis.remediations and all(
+                    labels.get(k) == v for k, v in wanted.items() if k in labels):
+                return dict(labels)
     return {}

@@ -10,9 +10,17 @@ from contextlib import nullcontext
 
 import typer
 
-from orchestrator.cli.common import JSON_OPTION, OK, State, console, emit_json, handle_errors
+from orchestrator.cli.common import (
+    JSON_OPTION,
+    NEEDS_HUMAN,
+    OK,
+    State,
+    console,
+    emit_json,
+    handle_errors,
+)
 from orchestrator.cli.report import actions_table, anomalies_table, hosts_table, sweep_json
-from orchestrator.errors import SelfhealError
+from orchestrator.errors import SelfhealError, TemporaryError
 from orchestrator.health import record_sweep
 from orchestrator.store.lock import controller_lock
 from orchestrator.wiring import controller_for
@@ -49,9 +57,18 @@ def sweep(
                     log.error("inventory or rules refresh failed; keeping the previous ones",
                               extra={"error": str(exc)})
                     built = time.monotonic()
-            with console.status("sweeping the fleet", spinner="dots") if not json_output \
-                    else nullcontext():
-                report = controller.sweep(dry_run=dry_run)
+            try:
+                with console.status("sweeping the fleet", spinner="dots") if not json_output \
+                        else nullcontext():
+                    report = controller.sweep(dry_run=dry_run)
+            except TemporaryError as exc:  # lock busy, store down: a service waits and goes on
+                if not every:
+                    raise
+                log.error("sweep skipped; trying again", extra={"error": str(exc)})
+                code = NEEDS_HUMAN
+                if stop.wait(every):
+                    break
+                continue
             record_sweep(settings.health.textfile_path, report, controller.store)
             code = report.exit_code
             if json_output:

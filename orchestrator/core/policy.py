@@ -94,7 +94,9 @@ DEFAULT_PROTECTED_UNITS = (
     "ssh.service", "sshd.service", "ssh.socket", "sshd@*.service",
     "dbus.service", "dbus.socket", "dbus-broker.service",
     "dbus-org.*",  # D-Bus activation aliases of systemd's own services (logind, networkd, ...)
-    "systemd-*", "init.scope", "-.slice", "user@*.service",
+    "systemd-*", "init.scope", "-.slice", "user@*.service", "user-runtime-dir@*",
+    "rescue.service", "emergency.service", "getty@*", "serial-getty@*", "console-getty.service",
+    "autovt@*",
     "prometheus-node-exporter*", "node_exporter*", "node-exporter*", "prometheus-*-exporter*",
     "*_exporter.service", "*-exporter.service",
     "selfheal.service", "selfheal-sweep.*", "selfheal-serve.*", "selfheal-baseline.*",

@@ -96,11 +96,13 @@ def test_remediate_by_hand_is_guarded_and_says_why(tmp_path: Path, prometheus: R
     assert held["params"] == {"unit": "app.service",
                               "health_url": f"http://{NET}.1:8080/healthz"}  # from the series
     code, sshd = run(cfg, "remediate", "h1", "service_restart", "-p", "unit=sshd.service",
-                     "--force", "--reason", "testing")
+                     "-p", f"health_url=http://{NET}.1:22/healthz", "--force", "--reason", "t")
     assert code == 1 and sshd["verdict"] == "refuse" and not sshd["forced"]
     assert "protected_units" in sshd["reasons"][0]
     code, bad = run(cfg, "remediate", "h1", "service_restart", "-p", "health_url=http://x/;id")
     assert code == 2 and "health_url" in bad["message"] and "does not match" in bad["message"]
+    code, bad = run(cfg, "remediate", "h1", "service_restart", "-p", "unit=other.service")
+    assert code == 2 and "-p NAME=VALUE" in bad["message"]  # not app.service's health URL
     code, bad = run(cfg, "remediate", "h1", "service_restart", "--force")
     assert code == 2 and "--reason" in bad["message"]
     code, log = run(cfg, "audit", "log")

@@ -1,4 +1,4 @@
-"""Second hostile review of the engine: defects in the fixes of the first one.
+"""The engine against a second hostile review (defects found in the first review's fixes).
 
 Real Prometheus, real SQLite store; only ansible-runner's ``run`` is replaced at the edge by
 ``Fixer`` (see test_engine_guardrails).
@@ -49,13 +49,11 @@ faults:
 """
 
 
-@pytest.mark.xfail(strict=True, reason="review2: a run left mid-way on a host gone stays for ever")
 def test_an_incident_left_mid_run_ends_when_its_host_leaves(
         tmp_path: Path, prometheus: RealPrometheus, exporter: Exporter) -> None:
     """A controller died while remediating h1 (the lock says nobody else runs now), and h1 is
-    then decommissioned. ``_gone`` leaves remediating/verifying incidents "to the run's own end",
-    but there is no run: the incident stays remediating (active, in the health textfile's
-    counts) for good instead of ending like a held one does."""
+    then decommissioned: no run will ever end the incident, so the sweep escalates and ends it
+    instead of keeping it remediating (active, in the health textfile's counts) for good."""
     controller, fixer = build(tmp_path, prometheus, exporter,
                               {"blast_radius": {"max_broken_fraction": 1}}, net=NET)
     crash(exporter, prometheus, 1, net=NET)
@@ -72,14 +70,11 @@ def test_an_incident_left_mid_run_ends_when_its_host_leaves(
     assert store.incident_counts() == {}, store.incident_counts()
 
 
-@pytest.mark.xfail(strict=True, reason="review2: retry says 'not firing' when its data is unknown")
 def test_retry_says_unknown_when_the_faults_own_signal_is_unknown(
         tmp_path: Path, prometheus: RealPrometheus, exporter: Exporter) -> None:
     """h1's service_crash is escalated; then its series vanishes (exporter gone: unknown) while
-    another fault fires on h1. ``_retry`` judges "unknown" by the host's overall health, which
-    is FIRING because of the other fault, so it answers "service_crash is not firing; nothing to
-    retry, the next sweep settles it" and needs no human (exit 0), though nothing is known and
-    the next sweep settles nothing."""
+    another fault fires on h1. Retry judges by the fault's own signals, not by the host's
+    overall health (FIRING because of the other fault): it says unknown and needs a human."""
     controller, fixer = build(tmp_path, prometheus, exporter,
                               {"blast_radius": {"max_broken_fraction": 1}}, net=NET)
     rules_dir = tmp_path / "rules"
@@ -115,13 +110,11 @@ signals:
 """
 
 
-@pytest.mark.xfail(strict=True, reason="review2: a dry run writes the detector state, unlocked")
 def test_a_dry_run_leaves_the_detection_state_alone(
         tmp_path: Path, prometheus: RealPrometheus, exporter: Exporter) -> None:
-    """``sweep(dry_run=True)`` "changes nothing and takes no lock", yet it steps the streaming
-    detectors and saves their state and de-duplication memory: the service's next sweep (in
-    another process, writing the same file) then sees no new point or the finding as already
-    raised, and the two processes overwrite each other's state."""
+    """``sweep(dry_run=True)`` changes nothing and takes no lock, so it must not save the
+    streaming detectors' state or de-duplication memory either: the service's next sweep (in
+    another process, writing the same file) would see the finding as already raised."""
     controller, _ = build(tmp_path, prometheus, exporter,
                           {"blast_radius": {"max_broken_fraction": 1}}, net=NET)
     rules = tmp_path / "detection-rules"

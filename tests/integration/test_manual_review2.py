@@ -21,14 +21,12 @@ pytestmark = pytest.mark.integration
 NET = "127.0.8"  # shares test_manual's hosts (the modules never run at once)
 
 
-@pytest.mark.xfail(strict=True, reason="review2: approver identity read from the environment")
 def test_an_approver_name_in_the_environment_is_not_an_approval(
         tmp_path: Path, prometheus: RealPrometheus, exporter: Exporter,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """The approval tier by hand is passed by who really runs the command. ``getpass.getuser``
-    reads $LOGNAME/$USER before the password database, so ``LOGNAME=alice selfheal remediate``
-    is as much a typed name as ``--by alice``. (Not root, ``SUDO_USER=alice`` would be the same
-    hole: sudo sets it, but so can anyone; these tests run as root, where it is sudo's word.)"""
+    """The approval tier by hand is passed by who really runs the command, from the password
+    database: ``LOGNAME=alice selfheal remediate`` is as much a typed name as ``--by alice``.
+    (SUDO_USER is trusted only for a root process, where sudo set it; these tests run as root.)"""
     real = pwd.getpwuid(os.getuid()).pw_name
     assert real != "alice"
     monkeypatch.delenv("SUDO_USER", raising=False)
@@ -47,7 +45,6 @@ def test_an_approver_name_in_the_environment_is_not_an_approval(
     assert "alice" not in str(record.payload.get("os_user")), record.payload
 
 
-@pytest.mark.xfail(strict=True, reason="review2: -p unit=B gets unit A's health_url")
 def test_a_typed_unit_is_not_checked_against_another_units_health_url(
         tmp_path: Path, prometheus: RealPrometheus, exporter: Exporter) -> None:
     """app.service (port 8080) is down on h1; the operator restarts another unit there with

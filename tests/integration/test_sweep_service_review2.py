@@ -20,7 +20,6 @@ SERVICE = ("import sys, orchestrator.wiring as w; w.ACT_WAIT_S = 1.0; "
            "from orchestrator.cli.app import main; sys.argv[0] = 'selfheal'; main()")
 
 
-@pytest.mark.xfail(strict=True, reason="review2: sweep --every exits 2 when the lock is busy")
 def test_the_service_outlives_a_long_run_by_hand(tmp_path: Path) -> None:
     """A run by hand or a retry may hold the controller lock longer than a sweep waits for it
     (a play may take ansible.timeout_s = 300 s, plus check mode, verify and rollback). The

@@ -8,7 +8,6 @@ from orchestrator.core.policy import Policy, PolicyState, decide
 from orchestrator.models import Plan, Verdict
 
 
-@pytest.mark.xfail(strict=True, reason="review2: systemd's own units not named systemd-* pass")
 @pytest.mark.parametrize("unit", ["rescue.service", "emergency.service", "getty@tty1.service",
                                   "serial-getty@ttyS0.service", "user-runtime-dir@0.service"])
 def test_systemds_own_units_are_protected(unit: str) -> None:
