@@ -411,6 +411,15 @@ class Controller:
     def _in_maintenance(self, host: str, now: float) -> bool:
         return any(w.covers(host, now) for w in self.rules.policy.maintenance_windows)
 
+    def policy_state(self, now: float, broken_hosts: int, fleet_size: int | None = None
+                     ) -> PolicyState:
+        """The guardrails' view for a plan judged outside a sweep (by hand, diagnose, demo):
+        nothing running in this process, the run history from the store."""
+        return PolicyState(now=now, broken_hosts=broken_hosts, running=0,
+                           fleet_size=len(self.inventory.hosts) if fleet_size is None
+                           else fleet_size,
+                           history=self.store.history(now - self.history_window()))
+
     def history_window(self) -> float:
         longest = max((e.cooldown_s for e in self.rules.catalog.remediations.values()),
                       default=0.0)
@@ -484,11 +493,11 @@ class Controller:
         incident = self._move(incident, S.REMEDIATING, f"running {plan.remediation}",
                               remediation_started_at=start)
         if plan.check_first:
-            check = self._run(incident, plan, "remediate", check=True)
+            check = self.run_play(plan, "remediate", True, incident.id)
             if check.status is not OutcomeStatus.SUCCEEDED:
                 return self._finish(incident, plan, S.ESCALATED, check,
                                     f"check mode {check.status.value}; not applying")
-        outcome = self._run(incident, plan, "remediate")
+        outcome = self.run_play(plan, "remediate", incident_id=incident.id)
         incident = self._move(incident, S.VERIFYING, f"play {outcome.status.value}",
                               remediation_finished_at=outcome.finished_at)
         if outcome.status is OutcomeStatus.UNREACHABLE:
@@ -507,13 +516,10 @@ class Controller:
                else f"{plan.verify_signal} not healthy within the verify timeout")
         entry = self.rules.catalog.get(plan.remediation)
         if entry is not None and entry.rollback == "role":
-            rollback = self._run(incident, plan, "rollback")
+            rollback = self.run_play(plan, "rollback", incident_id=incident.id)
             return self._finish(incident, plan, S.ROLLED_BACK, outcome,
                                 f"{why}; rollback {rollback.status.value}; escalated")
         return self._finish(incident, plan, S.ESCALATED, outcome, f"{why}; escalated")
-
-    def _run(self, incident: Incident, plan: Plan, phase: Phase, check: bool = False) -> Outcome:
-        return self.run_play(plan, phase, check, incident.id)
 
     def run_play(self, plan: Plan, phase: Phase, check: bool = False,
                  incident_id: int | None = None) -> Outcome:

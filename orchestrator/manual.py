@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from orchestrator.core.catalog import Remediation
 from orchestrator.core.plan import build_plan
-from orchestrator.core.policy import PolicyState, decide
+from orchestrator.core.policy import decide
 from orchestrator.engine import Controller
 from orchestrator.errors import SourceUnavailable, TargetError, UnsafeValueError
 from orchestrator.models import Decision, Diagnosis, Health, Outcome, Plan, Verdict
@@ -148,9 +148,7 @@ def os_user() -> str:
 def _guard(controller: Controller, plan: Plan, request: ManualRequest) -> Decision:
     policy = controller.rules.policy
     now = controller.clock()
-    state = PolicyState(now=now, fleet_size=len(controller.inventory.hosts), broken_hosts=0,
-                        running=0, history=controller.store.history(
-                            now - controller.history_window()))
+    state = controller.policy_state(now, broken_hosts=0)
     # the approval tier is passed by who really runs it (the OS user, or who sudo'd), never by
     # a name typed into --by
     approved = bool(_identities() & set(policy.approvers))

@@ -20,7 +20,7 @@ from orchestrator.cli.common import (
     to_jsonable,
 )
 from orchestrator.config import load_settings
-from orchestrator.core.policy import PolicyState, decide
+from orchestrator.core.policy import decide
 from orchestrator.drill import run_drill
 from orchestrator.engine import Controller
 from orchestrator.errors import TargetError
@@ -39,9 +39,7 @@ def _rested_host(controller: Controller, fault: str) -> str:
     if entry is None:
         raise TargetError(f"no catalog remediation heals {fault}; see rules/faults.yml")
     now = time.time()
-    state = PolicyState(now=now, fleet_size=len(controller.inventory.hosts), broken_hosts=1,
-                        running=0, history=controller.store.history(
-                            now - controller.history_window()))
+    state = controller.policy_state(now, broken_hosts=1)
     hosts = sorted(controller.inventory.hosts, key=lambda h: (h != "vps2", h))
     waits: list[str] = []
     for candidate in hosts:

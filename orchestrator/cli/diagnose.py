@@ -18,7 +18,7 @@ from orchestrator.cli.common import (
     to_jsonable,
 )
 from orchestrator.core.plan import build_plan, first_remediation
-from orchestrator.core.policy import PolicyState, decide
+from orchestrator.core.policy import decide
 from orchestrator.errors import PermanentError
 from orchestrator.models import Health
 from orchestrator.wiring import controller_for
@@ -46,9 +46,8 @@ def diagnose(host: str = typer.Argument(..., help="inventory host name"),
                           "reasons": [str(exc)]})
             continue
         now = time.time()
-        state = PolicyState(now, len(verdicts),
-                            sum(1 for v in verdicts if v.health is not Health.HEALTHY), 0,
-                            controller.store.history(now - controller.history_window()))
+        state = controller.policy_state(
+            now, sum(1 for v in verdicts if v.health is not Health.HEALTHY), len(verdicts))
         decision = decide(plan, controller.rules.policy, state)
         plans.append({"fault": d.fault, "remediation": entry.name, "role": plan.role,
                       "params": dict(plan.params), "risk_tier": plan.risk_tier,

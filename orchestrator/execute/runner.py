@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -74,10 +74,14 @@ class AnsibleExecutor:
     inventory: Inventory
     runs_dir: Path
     run_fn: Callable[..., Any] | None = None
+    _prepared: bool = field(default=False, init=False)
 
     def prepare(self) -> None:
         """Start loading Ansible for the pre-run host check in the background (about 1 s once
         per process), so a heal about to run does not pay for it; a no-op once loaded."""
+        if self._prepared:  # once per executor: a held fault must not start a thread a sweep
+            return
+        self._prepared = True
         config = self.settings.project_dir / "ansible.cfg"
         threading.Thread(target=load_ansible, args=(config,), daemon=True,
                          name="ansible-warm-up").start()
