@@ -79,16 +79,15 @@ def status(json_output: bool = JSON_OPTION) -> None:
         emit_json(result.to_dict())
         raise typer.Exit(code)
     mark = {True: "[green]yes[/]", False: "[red]no[/]"}
-    table = Table("host", "address", "pid", "running", "ssh", "node_exporter", "demo_app")
+    table = Table("host", "address", "pid", "roles", "running", "checks")
     for h in result.hosts:
         table.add_row(
             h.name,
             h.address,
             str(h.pid or "-"),
+            ", ".join(h.groups),
             mark[h.running],
-            mark[h.ssh],
-            mark[h.node_exporter],
-            mark[h.demo_app],
+            "  ".join(f"{name} {mark[ok]}" for name, ok in h.checks.items()),
         )
     console.print(table)
     prom = result.prometheus

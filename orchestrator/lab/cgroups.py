@@ -21,10 +21,13 @@ import time
 from pathlib import Path
 
 from orchestrator.errors import PermanentError
+from orchestrator.lab.paths import ADDRESS_PREFIX
 
 log = logging.getLogger(__name__)
 
-LAB_CGROUP = "selfheal-lab"
+# One tree per lab network, so a second lab ($SELFHEAL_LAB_NET) never removes the first's.
+_NET = ADDRESS_PREFIX.rstrip(".")
+LAB_CGROUP = "selfheal-lab" if _NET == "127.0.1" else f"selfheal-lab-{_NET}"
 MOUNTS = Path("/proc/self/mounts")
 # The shell that starts a host: joins each cgroup in $SELFHEAL_LAB_CGROUPS, then becomes nspawn.
 _ENTER = (

@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from orchestrator.errors import ConfigError, PermanentError
-from orchestrator.lab import cgroups, generated, hostconfig, image, procs, prometheus
+from orchestrator.lab import cgroups, generated, hostconfig, image, layout, procs, prometheus
 from orchestrator.lab.paths import (
     DEMO_PORT,
     HOST_PREFIX,
@@ -155,7 +155,7 @@ def up(hosts: int = 3, progress: ProgressFn | None = None) -> LabState:
                 argv, env = cgroups.enter_command(own, _nspawn_argv(paths, name, binds[name]))
                 pids[name] = procs.spawn(argv, log_file, env)
         report(progress, f"booting {len(names) - len(already)} host(s); {len(already)} running")
-        prometheus.write_config(paths, list(addresses.values()))
+        prometheus.write_config(paths, addresses)
         state = LabState(
             image=str(image_dir),
             hosts=tuple(
@@ -183,7 +183,8 @@ def _host_checks(paths: LabPaths, host: HostRecord) -> dict[str, bool]:
     return {
         "ssh": ssh_ok(paths, host.name),
         "node_exporter": http_ok(f"http://{host.address}:{NODE_EXPORTER_PORT}/metrics"),
-        "demo_app": http_ok(f"http://{host.address}:{DEMO_PORT}/healthz"),
+        **({"demo_app": http_ok(f"http://{host.address}:{DEMO_PORT}/healthz")}
+           if layout.runs(host.name, layout.APP) else {}),
     }
 
 
@@ -222,16 +223,15 @@ def _wait_for_hosts(paths: LabPaths, state: LabState, progress: ProgressFn | Non
 
 
 def _wait_for_prometheus(paths: LabPaths, state: LabState, progress: ProgressFn | None) -> None:
-    addresses = [host.address for host in state.hosts]
     report(progress, "waiting for Prometheus to scrape every target")
 
     def scraped() -> bool:
         if not procs.is_ours(state.prometheus_pid, prometheus.marker(paths)):
             raise PermanentError(f"Prometheus exited; see {paths.prometheus_log}")
-        return prometheus.ready() and not prometheus.unscraped(addresses)
+        return prometheus.ready() and not prometheus.unscraped(paths)
 
     if not procs.wait_until(scraped, SCRAPE_TIMEOUT_S, interval=0.5):
-        missing = prometheus.unscraped(addresses)
+        missing = prometheus.unscraped(paths)
         raise PermanentError(
             f"Prometheus at {prometheus.URL} not ready or not scraping {missing} after "
             f"{SCRAPE_TIMEOUT_S:.0f} s; see {paths.prometheus_log}"
@@ -253,12 +253,11 @@ def status() -> LabStatus:
 
     def check(host: HostRecord) -> HostStatus:
         pid = _host_pid(paths, host.name, host.pid)
-        result = (
-            _host_checks(paths, host)
-            if pid
-            else dict.fromkeys(("ssh", "node_exporter", "demo_app"), False)
-        )
-        return HostStatus(host.name, host.address, pid, pid is not None, **result)
+        checks = _host_checks(paths, host)
+        if not pid:
+            checks = dict.fromkeys(checks, False)
+        groups = layout.host_groups(host.name)
+        return HostStatus(host.name, host.address, pid, pid is not None, groups, checks)
 
     with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
         host_status = tuple(pool.map(check, hosts))

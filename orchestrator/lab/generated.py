@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 import yaml
 
+from orchestrator.lab.layout import GROUPS, host_groups
 from orchestrator.lab.paths import PROMETHEUS_LISTEN, LabPaths
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,11 @@ HEADER = "# written by selfheal lab up"
 
 
 def write_inventory(paths: LabPaths, hosts: Mapping[str, str]) -> None:
-    """Write the lab inventory: group ``lab`` with every host of ``hosts`` (name -> address)."""
+    """Write the lab inventory: group ``lab`` with every host of ``hosts`` (name -> address).
+
+    Its children are one group per service role of ``layout`` (web, db, app, plain), each with
+    the hosts that run it, as a team's own inventory would group them.
+    """
     ssh_args = f"-o UserKnownHostsFile={paths.known_hosts} -o StrictHostKeyChecking=yes"
     inventory = {
         "lab": {
@@ -35,7 +40,12 @@ def write_inventory(paths: LabPaths, hosts: Mapping[str, str]) -> None:
                     "selfheal_prometheus_host": address,
                 }
                 for name, address in hosts.items()
-            }
+            },
+            "children": {
+                group: {"hosts": {name: None for name in hosts if group in host_groups(name)}}
+                for group in GROUPS
+                if any(group in host_groups(name) for name in hosts)
+            },
         }
     }
     paths.inventory.parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,8 @@
 Called by ``fleet.up`` before a host boots. On the controller it generates the lab's client key
 (once per lab), one ed25519 host key per host, and ``<lab>/ssh/known_hosts`` pinning each host
 address to its own key, so host key checking stays on without trust on first use. It writes the
-host's sshd drop-in, node_exporter and demo-app environment files and returns the
+host's sshd drop-in, node_exporter and demo-app environment files and its role markers
+(``layout``), and returns the
 ``systemd-nspawn`` ``--bind-ro`` options that put them in place.
 """
 
@@ -13,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 from orchestrator.errors import PermanentError
+from orchestrator.lab.layout import MARKER_DIR, host_groups
 from orchestrator.lab.paths import DEMO_PORT, FILES_DIR, NODE_EXPORTER_PORT, LabPaths
 
 
@@ -53,6 +55,12 @@ def write_host_files(paths: LabPaths, name: str, address: str) -> list[str]:
     }
     for file_name, text in files.items():
         (host_dir / file_name).write_text(text, encoding="utf-8")
+    markers = host_dir / "roles"
+    markers.mkdir(exist_ok=True)
+    for old in markers.iterdir():
+        old.unlink()
+    for group in host_groups(name):
+        (markers / group).touch()
     binds = {
         host_key: "/etc/ssh/ssh_host_ed25519_key",
         host_key.with_suffix(".pub"): "/etc/ssh/ssh_host_ed25519_key.pub",
@@ -60,6 +68,7 @@ def write_host_files(paths: LabPaths, name: str, address: str) -> list[str]:
         host_dir / "prometheus-node-exporter": "/etc/default/prometheus-node-exporter",
         host_dir / "selfheal-demo": "/etc/default/selfheal-demo",
         paths.client_key.with_suffix(".pub"): "/root/.ssh/authorized_keys",
+        markers: MARKER_DIR,
     }
     return [f"--bind-ro={source}:{target}" for source, target in binds.items()]
 

@@ -210,6 +210,7 @@ def _customise(root: Path) -> None:
         "etc/default/selfheal-demo",
     ):
         (root / point).touch()
+    (root / "etc/selfheal-lab").mkdir(exist_ok=True)
     (root / "srv").mkdir(exist_ok=True)
 
 

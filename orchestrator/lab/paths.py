@@ -4,6 +4,9 @@ Called by every other ``orchestrator.lab`` module (and by tests and benchmarks t
 ``lab_paths()``). The repository root is the parent of the ``orchestrator`` package. The image
 cache defaults to ``<repo>/.cache/lab-image`` (``$SELFHEAL_LAB_CACHE``), the runtime state to
 ``<repo>/.lab`` (``$SELFHEAL_LAB_DIR``); both are git-ignored. Nothing here touches the disk.
+Two labs can run side by side on one machine (e.g. one per git worktree) when the second sets
+``$SELFHEAL_LAB_NET`` (the /24 its hosts use, default ``127.0.1``) and
+``$SELFHEAL_LAB_PROMETHEUS_PORT`` (default 19090) before anything imports this module.
 """
 
 from __future__ import annotations
@@ -16,12 +19,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 FILES_DIR = Path(__file__).resolve().parent / "files"
 
 HOST_PREFIX = "vps"
-ADDRESS_PREFIX = "127.0.1."
+ADDRESS_PREFIX = os.environ.get("SELFHEAL_LAB_NET", "127.0.1").rstrip(".") + "."
 MAX_HOSTS = 50
 SSH_PORT = 22
 NODE_EXPORTER_PORT = 9100
 DEMO_PORT = 8080
-PROMETHEUS_LISTEN = "127.0.0.1:19090"
+PROMETHEUS_LISTEN = f"127.0.0.1:{os.environ.get('SELFHEAL_LAB_PROMETHEUS_PORT', '19090')}"
 DEMO_UNIT = "selfheal-demo.service"
 
 

@@ -14,13 +14,14 @@ import logging
 import shutil
 import signal
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
 
 from orchestrator.errors import PermanentError, SourceUnavailable
 from orchestrator.lab import procs
+from orchestrator.lab.layout import APP, runs
 from orchestrator.lab.paths import (
     DEMO_PORT,
     DEMO_UNIT,
@@ -41,22 +42,24 @@ def marker(paths: LabPaths) -> str:
     return f"--config.file={paths.prometheus_config}"
 
 
-def write_config(paths: LabPaths, addresses: Sequence[str]) -> None:
-    """Write prometheus.yml scraping node_exporter and the demo app on every address."""
+def write_config(paths: LabPaths, addresses: Mapping[str, str]) -> None:
+    """Write prometheus.yml: node_exporter on every host (name -> address), the demo app where
+    the host runs it (``layout``)."""
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
         "scrape_configs": [
             {
                 "job_name": "node",
                 "static_configs": [
-                    {"targets": [f"{a}:{NODE_EXPORTER_PORT}" for a in addresses]},
+                    {"targets": [f"{a}:{NODE_EXPORTER_PORT}" for a in addresses.values()]},
                 ],
             },
             {
                 "job_name": "demo",
                 "static_configs": [
                     {
-                        "targets": [f"{a}:{DEMO_PORT}" for a in addresses],
+                        "targets": [f"{a}:{DEMO_PORT}" for n, a in addresses.items()
+                                    if runs(n, APP)],
                         "labels": {"unit": DEMO_UNIT},
                     },
                 ],
@@ -101,10 +104,20 @@ def query(promql: str, timeout: float = 3.0) -> list[dict[str, Any]]:
     return list(body["data"]["result"])
 
 
-def unscraped(addresses: Sequence[str]) -> list[str]:
-    """The ``job/address`` targets that have no ``up`` sample yet (all of them if unreachable)."""
-    wanted = {f"node/{a}:{NODE_EXPORTER_PORT}" for a in addresses}
-    wanted |= {f"demo/{a}:{DEMO_PORT}" for a in addresses}
+def targets(paths: LabPaths) -> set[str]:
+    """Every ``job/address`` target the written prometheus.yml scrapes."""
+    config = yaml.safe_load(paths.prometheus_config.read_text(encoding="utf-8"))
+    return {
+        f"{job['job_name']}/{target}"
+        for job in config["scrape_configs"]
+        for group in job.get("static_configs", ())
+        for target in group["targets"]
+    }
+
+
+def unscraped(paths: LabPaths) -> list[str]:
+    """The targets of ``targets`` with no ``up`` sample yet (all of them if unreachable)."""
+    wanted = targets(paths)
     try:
         seen = {f"{s['metric']['job']}/{s['metric']['instance']}" for s in query("up")}
     except SourceUnavailable:

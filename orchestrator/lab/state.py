@@ -12,7 +12,7 @@ import fcntl
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -65,19 +65,19 @@ class LabState:
 
 @dataclass(frozen=True)
 class HostStatus:
-    """What ``status`` found on one host; each check is True only when it answered just now."""
+    """What ``status`` found on one host; each check (sshd, node_exporter and the services of
+    the host's ``groups``) is True only when it answered just now."""
 
     name: str
     address: str
     pid: int | None
     running: bool
-    ssh: bool
-    node_exporter: bool
-    demo_app: bool
+    groups: tuple[str, ...]
+    checks: Mapping[str, bool]
 
     @property
     def healthy(self) -> bool:
-        return self.running and self.ssh and self.node_exporter and self.demo_app
+        return self.running and all(self.checks.values())
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ class LabStatus:
         return {
             "healthy": self.healthy,
             "prometheus": asdict(self.prometheus),
-            "hosts": [asdict(host) for host in self.hosts],
+            "hosts": [{**asdict(host), "checks": dict(host.checks)} for host in self.hosts],
         }
 
 

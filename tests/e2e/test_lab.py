@@ -59,8 +59,10 @@ def test_status_json_reports_every_host_healthy(fleet: lab.LabState) -> None:
     names = [h["name"] for h in report["hosts"]]
     assert names[:HOSTS] == [f"vps{i}" for i in range(1, HOSTS + 1)]
     for host in report["hosts"]:
-        assert set(host) >= {"name", "address", "pid", "running", "ssh", "node_exporter"}
-        assert host["running"] and host["ssh"] and host["node_exporter"] and host["demo_app"]
+        assert set(host) >= {"name", "address", "pid", "running", "groups", "checks"}
+        assert host["running"] and all(host["checks"].values())
+        assert {"ssh", "node_exporter"} <= set(host["checks"])
+        assert ("demo_app" in host["checks"]) == ("app" in host["groups"])
 
 
 def test_bad_input_names_the_choices(fleet: lab.LabState) -> None:

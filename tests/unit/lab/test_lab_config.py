@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from orchestrator.errors import ConfigError, TargetError
-from orchestrator.lab import faults, generated, image
+from orchestrator.lab import faults, generated, image, prometheus
 from orchestrator.lab.paths import LabPaths, lab_paths
 from orchestrator.lab.probe import resolve_address, ssh_argv
 from orchestrator.lab.state import HostRecord, Injection, LabState, load_state, save_state
@@ -130,3 +130,17 @@ def test_unknown_fault_lists_known_faults() -> None:
     with pytest.raises(TargetError, match="service_crash"):
         faults.inject("no_such_fault", "vps1")
     assert {"service_crash", "disk_full"} <= set(faults.FAULTS)
+
+
+def test_lab_is_a_mixed_fleet_grouped_by_service(paths: LabPaths) -> None:
+    hosts = {f"vps{i}": f"127.0.1.{i}" for i in range(1, 5)}
+    generated.write_inventory(paths, hosts)
+    children = yaml.safe_load(paths.inventory.read_text())["lab"]["children"]
+    members = {group: set(body["hosts"]) for group, body in children.items()}
+    assert members == {"web": {"vps1"}, "db": {"vps2"}, "app": {"vps1", "vps2", "vps3"},
+                       "plain": {"vps4"}}
+    prometheus.write_config(paths, hosts)
+    wanted = prometheus.targets(paths)
+    assert "node/127.0.1.4:9100" in wanted
+    assert "demo/127.0.1.4:8080" not in wanted  # a plain host runs no demo app
+    assert "demo/127.0.1.3:8080" in wanted
