@@ -4,7 +4,9 @@ Called by ``orchestrator.cli.lab inject``, the e2e tests and ``benchmarks/mttr.p
 ``inject(fault, host)``. Each fault is one entry of ``FAULTS``: a remote command run over SSH
 with the lab key. The injection time is taken just before the command runs and recorded in
 ``<lab>/state.json`` under ``injections``. To add a fault, add an entry (e.g. cpu_runaway,
-memory_leak) and say in its ``description`` what a healthy fix looks like.
+memory_leak) and say in its ``description`` what a healthy fix looks like; its ``clear``
+command undoes it (``clear(fault, host)``, ``selfheal lab clear``). Faults that must outlive
+the SSH session (a process holding a resource) run as transient systemd units.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import time
 from dataclasses import dataclass
 
 from orchestrator.errors import PermanentError, TargetError
-from orchestrator.lab.paths import DEMO_UNIT, lab_paths
+from orchestrator.lab.layout import APP, DB, runs
+from orchestrator.lab.paths import DEMO_UNIT, LabPaths, lab_paths
 from orchestrator.lab.probe import ssh_run
+from orchestrator.lab.services_postgres import APP_USER
 from orchestrator.lab.state import Injection, load_state, locked, record_injection
 
 log = logging.getLogger(__name__)
@@ -23,31 +27,63 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Fault:
-    """A fault the lab can inject: what it does, and the command that does it on the host."""
+    """A fault the lab can inject: what it does, the command that does it on the host, the
+    command that undoes it (``selfheal lab clear``), and the group a host needs for it."""
 
     description: str
     command: tuple[str, ...]
+    clear: tuple[str, ...]
+    group: str | None = None
 
+
+def _transient(unit: str, *argv: str, user: str | None = None) -> tuple[str, ...]:
+    """Run ``argv`` as a transient unit that outlives the SSH session; ``systemd-run`` returns
+    once the program says it is ready (``Type=notify``) and fails when it exits before."""
+    return ("systemd-run", f"--unit={unit}", "--collect", "--quiet", "--property=Type=notify",
+            *((f"--uid={user}",) if user else ()), *argv)
+
+
+def _stop(unit: str, *then: str) -> tuple[str, ...]:
+    """Stop ``unit`` (not loaded is fine: nothing to clear), then run the shell words ``then``."""
+    return ("sh", "-c", " ; ".join((f"systemctl stop {unit} 2>/dev/null", *then, "true")))
+
+
+FILL = "/usr/local/bin/selfheal_lab_fill.py"
+DISK_UNIT = "selfheal-lab-disk-fill.service"
+DB_UNIT = "selfheal-lab-db-fill.service"
+CLEAR_DISK = _stop(DISK_UNIT, "rm -rf /srv/log /srv/archive")
 
 FAULTS: dict[str, Fault] = {
     "service_crash": Fault(
         description=f"SIGKILL {DEMO_UNIT}; systemd marks it failed and does not restart it",
         command=("systemctl", "kill", "--kill-whom=main", "--signal=SIGKILL", DEMO_UNIT),
+        clear=("systemctl", "restart", DEMO_UNIT),
+        group=APP,
     ),
     "disk_full": Fault(
-        description="fill the host's 64 MB /srv tmpfs with /srv/fill (remove it to heal)",
-        # dd writes until ENOSPC (its non-zero exit is the point); the file must then exist
-        command=("sh", "-c", "dd if=/dev/zero of=/srv/fill bs=1M 2>/dev/null; test -s /srv/fill"),
+        description="application logs (current + rotated, dated back) and old backup archives "
+        "fill the host's 64 MB /srv; a cleanup of old rotated logs and archives heals it",
+        command=_transient(DISK_UNIT, FILL, "disk", "/srv"),
+        clear=CLEAR_DISK,
+    ),
+    "disk_full_live_log": Fault(
+        description="the currently written application log itself fills /srv (a runaway "
+        "logger); a cleanup must not delete it, so it cannot heal this: a human must",
+        command=_transient(DISK_UNIT, FILL, "disk", "/srv", "--live"),
+        clear=CLEAR_DISK,
+    ),
+    "db_pool_exhausted": Fault(
+        description=f"the application {APP_USER!r} holds sessions idle in transaction until "
+        "PostgreSQL refuses more (max_connections); ending those sessions heals it",
+        command=_transient(DB_UNIT, FILL, "db-pool", APP_USER, user=APP_USER),
+        clear=_stop(DB_UNIT),
+        group=DB,
     ),
 }
 
 
-def inject(fault: str, host: str) -> Injection:
-    """Inject ``fault`` into lab host ``host``; the recorded ``Injection``.
-
-    Raises ``TargetError`` for an unknown fault or host (naming the valid choices) and
-    ``PermanentError`` when the host refused the fault.
-    """
+def _check(fault: str, host: str) -> LabPaths:
+    """The lab paths once ``fault`` and ``host`` are known and fit; TargetError otherwise."""
     if fault not in FAULTS:
         raise TargetError(f"unknown fault {fault!r}; known faults: {', '.join(sorted(FAULTS))}")
     paths = lab_paths()
@@ -56,6 +92,21 @@ def inject(fault: str, host: str) -> Injection:
     if host not in names:
         choices = ", ".join(names) if names else "none (run 'selfheal lab up' first)"
         raise TargetError(f"unknown lab host {host!r}; lab hosts: {choices}")
+    group = FAULTS[fault].group
+    if group is not None and not runs(host, group):
+        fits = ", ".join(n for n in names if runs(n, group)) or "none in this lab"
+        raise TargetError(f"{fault} needs a host of group {group!r} and {host} is not one; "
+                          f"hosts of that group: {fits}")
+    return paths
+
+
+def inject(fault: str, host: str) -> Injection:
+    """Inject ``fault`` into lab host ``host``; the recorded ``Injection``.
+
+    Raises ``TargetError`` for an unknown fault or host (naming the valid choices) and
+    ``PermanentError`` when the host refused the fault.
+    """
+    paths = _check(fault, host)
     with locked(paths):
         injected_at = time.time()
         result = ssh_run(host, list(FAULTS[fault].command), timeout=15.0, paths=paths)
@@ -68,3 +119,19 @@ def inject(fault: str, host: str) -> Injection:
         record_injection(paths, injection)
     log.info("injected %s into %s at %.3f", fault, host, injected_at)
     return injection
+
+
+def clear(fault: str, host: str) -> None:
+    """Undo ``fault`` on lab host ``host`` (idempotent: clearing a fault not there is fine).
+
+    Raises ``TargetError`` like ``inject`` and ``PermanentError`` when the host refused.
+    """
+    paths = _check(fault, host)
+    with locked(paths):
+        result = ssh_run(host, list(FAULTS[fault].clear), timeout=15.0, paths=paths)
+    if result.returncode != 0:
+        raise PermanentError(
+            f"clearing {fault} on {host} failed (rc {result.returncode}): "
+            f"{result.stderr.strip() or result.stdout.strip()}"
+        )
+    log.info("cleared %s on %s", fault, host)

@@ -22,7 +22,16 @@ from dataclasses import replace
 from pathlib import Path
 
 from orchestrator.errors import ConfigError, PermanentError
-from orchestrator.lab import cgroups, generated, hostconfig, image, layout, procs, prometheus
+from orchestrator.lab import (
+    cgroups,
+    generated,
+    hostconfig,
+    image,
+    layout,
+    procs,
+    prometheus,
+    services_postgres,
+)
 from orchestrator.lab.paths import (
     DEMO_PORT,
     HOST_PREFIX,
@@ -185,6 +194,7 @@ def _host_checks(paths: LabPaths, host: HostRecord) -> dict[str, bool]:
         "node_exporter": http_ok(f"http://{host.address}:{NODE_EXPORTER_PORT}/metrics"),
         **({"demo_app": http_ok(f"http://{host.address}:{DEMO_PORT}/healthz")}
            if layout.runs(host.name, layout.APP) else {}),
+        **services_postgres.checks(host.name, host.address),
     }
 
 

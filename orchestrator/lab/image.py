@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from orchestrator.errors import ConfigError, PermanentError
+from orchestrator.lab import services_postgres
 from orchestrator.lab.paths import FILES_DIR, LabPaths
 from orchestrator.lab.progress import ProgressFn, report
 
@@ -40,6 +41,7 @@ PACKAGES = (
     "ca-certificates",
     "procps",
     "util-linux",
+    *services_postgres.PACKAGES,
 )
 # Units that would bind every address, poll hardware or slow the boot of a throw-away host.
 MASKED_UNITS = (
@@ -54,6 +56,8 @@ MASKED_UNITS = (
     "console-getty.service",
     "ssh.socket",
 )
+# Lab services with their own packages and image customisation (orchestrator/lab/services_*.py).
+SERVICES = (services_postgres,)
 # Bump when the customisation below changes in a way the version hash cannot see.
 RECIPE = 1
 MARKER = "etc/selfheal-lab-image.json"
@@ -86,9 +90,12 @@ def _deb822_fields(stanza: str) -> dict[str, str]:
 
 
 def image_version() -> str:
-    """A hash of everything that goes into the image: suite, packages, lab files, recipe."""
+    """A hash of everything that goes into the image: suite, packages, lab files, recipe, and
+    the source of each lab service module (their ``customise`` writes into the image)."""
     digest = hashlib.sha256()
     digest.update(json.dumps([SUITE, PACKAGES, MASKED_UNITS, RECIPE]).encode())
+    for module in SERVICES:
+        digest.update(Path(module.__file__ or "").read_bytes())
     for path in sorted(FILES_DIR.iterdir()):
         if path.is_file():
             digest.update(path.name.encode())
@@ -188,8 +195,9 @@ def _customise(root: Path) -> None:
     (root / "etc/hostname").unlink(missing_ok=True)
     for key in (root / "etc/ssh").glob("ssh_host_*"):
         key.unlink()
-    shutil.copyfile(FILES_DIR / "selfheal_demo.py", root / "usr/local/bin/selfheal_demo.py")
-    (root / "usr/local/bin/selfheal_demo.py").chmod(0o755)
+    for script in ("selfheal_demo.py", "selfheal_lab_fill.py"):  # the app, the fault injector
+        shutil.copyfile(FILES_DIR / script, root / "usr/local/bin" / script)
+        (root / "usr/local/bin" / script).chmod(0o755)
     shutil.copyfile(
         FILES_DIR / "selfheal-demo.service", root / "etc/systemd/system/selfheal-demo.service"
     )
@@ -212,6 +220,8 @@ def _customise(root: Path) -> None:
         (root / point).touch()
     (root / "etc/selfheal-lab").mkdir(exist_ok=True)
     (root / "srv").mkdir(exist_ok=True)
+    for service in SERVICES:
+        service.customise(root)
 
 
 def _symlink(target: str, link: Path) -> None:
