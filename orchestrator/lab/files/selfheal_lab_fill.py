@@ -5,9 +5,10 @@ Installed into the lab image as /usr/local/bin/selfheal_lab_fill.py. ``selfheal 
 runs it through ``systemd-run --property=Type=notify`` so it outlives the SSH session and the
 injection returns only once the resource is full; ``selfheal lab clear`` stops the unit.
 
-``db-pool DATABASE`` (fault ``db_pool_exhausted``, run as the application's OS user): open psql
-sessions, each ``BEGIN`` + ``SELECT txid_current()`` and then silent (``idle in transaction``),
-until PostgreSQL refuses the next one (only the superuser slots are left); hold them.
+``db-pool DATABASE [--sessions N]`` (fault ``db_pool_exhausted``, run as the application's OS
+user): open psql sessions, each ``BEGIN`` + ``SELECT txid_current()`` and then silent (``idle in
+transaction``), until PostgreSQL refuses the next one (only the superuser slots are left) or N
+are open; hold them.
 
 ``disk ROOT [--live]`` (faults ``disk_full`` and ``disk_full_live_log``, run as root): under
 ROOT (the host's /srv data filesystem) write application logs ``log/<app>/<app>.log`` (the
@@ -77,9 +78,9 @@ def open_session(database: str) -> "subprocess.Popen[str] | None":
     return None
 
 
-def fill_pool(database: str) -> int:
+def fill_pool(database: str, sessions: int) -> int:
     held: list[subprocess.Popen[str]] = []
-    while len(held) < MAX_SESSIONS:
+    while len(held) < sessions:
         session = open_session(database)
         if session is None:
             break
@@ -180,12 +181,14 @@ def main() -> int:
     sub = parser.add_subparsers(dest="what", required=True)
     pool = sub.add_parser("db-pool")
     pool.add_argument("database")
+    pool.add_argument("--sessions", type=int, default=MAX_SESSIONS,
+                      help="stop at this many sessions (default: until refused)")
     disk = sub.add_parser("disk")
     disk.add_argument("root")
     disk.add_argument("--live", action="store_true")
     args = parser.parse_args()
     if args.what == "db-pool":
-        return fill_pool(args.database)
+        return fill_pool(args.database, args.sessions)
     return fill_disk(args.root, args.live)
 
 
