@@ -6,9 +6,10 @@
 Phases (see orchestrator/drill.py): detect (injection to the incident being opened), remediate
 (the Ansible run), verify (play end to a fresh healthy Prometheus sample), end_to_end (injection
 to verified healthy). Brings the lab up when it is not running and leaves it as it found it.
-Runs rotate over the lab hosts with a fresh state dir, the remediation's cooldown set to 0 and no
-flapping limit, because both exist to stop repeated fixes on one host, which is what a benchmark
-does.
+Runs rotate over the lab hosts the fault fits (its group: db for db_pool_exhausted), each
+cleared afterwards (``lab.clear``), with a fresh state dir, the remediation's cooldown set to 0
+and no flapping limit, because both exist to stop repeated fixes on one host, which is what a
+benchmark does.
 """
 
 from __future__ import annotations
@@ -77,13 +78,18 @@ def main() -> int:
             data["state"] = {"dir": state}
             settings = Settings(**data)
             controller = controller_for(settings, rules=without_cooldowns(rules_for(settings)))
-            hosts = sorted(controller.inventory.hosts)
+            group = lab.FAULTS[args.fault].group  # e.g. db: only db hosts have a pool
+            hosts = sorted(h for h, host in controller.inventory.hosts.items()
+                           if group is None or group in host.groups)
             with Progress(console=console, transient=True) as progress:
                 task = progress.add_task(f"{args.fault} drills", total=args.runs)
                 for i in range(args.runs):
                     host = hosts[i % len(hosts)]
-                    results.append(run_drill(controller, args.fault, host,
-                                             lambda f, h: lab.inject(f, h).injected_at))
+                    try:
+                        results.append(run_drill(controller, args.fault, host,
+                                                 lambda f, h: lab.inject(f, h).injected_at))
+                    finally:  # what a heal leaves (an injector's unit) would block the next run
+                        lab.clear(args.fault, host)
                     progress.advance(task)
     finally:
         if not was_up:

@@ -2,21 +2,16 @@
 
 The db host's application ``shop`` holds sessions idle in transaction until PostgreSQL refuses
 more (``selfheal lab inject db_pool_exhausted``); prometheus-postgres-exporter shows it, and
-``selfheal remediate HOST db_terminate_idle`` ends those sessions (never a superuser's), after
-which the signal recovers in Prometheus and the other hosts were not touched. The second test
-fills the pool with a superuser's sessions, which the role must never end: it cannot fix that,
-so its verification fails and nothing is ended.
-
-Until the signal grammar with ``applies_to`` lands, a sweep counts the hosts without PostgreSQL
-as unknown ("too much broken"), so the heal is run by hand here, through the CLI.
+bounded sweeps heal it with ``db_terminate_idle``, which ends those sessions (never a
+superuser's), after which the signal recovers on a fresh Prometheus sample and the other hosts
+were not touched. The second test fills the pool with a superuser's sessions, which the role
+must never end: it cannot fix that, its verification fails, nothing is ended and the incident is
+escalated (an ended session cannot be revived, so there is no rollback to run).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,11 +19,11 @@ from pathlib import Path
 import pytest
 
 from orchestrator import lab
-from orchestrator.config import load_settings
+from orchestrator.config import Settings, load_settings
+from orchestrator.drill import run_drill
+from orchestrator.engine import Controller
 from orchestrator.execute.inventory import load_inventory
-from orchestrator.models import Health
-from orchestrator.rules import load_rules
-from orchestrator.sources.prometheus import PrometheusSource, connect
+from orchestrator.wiring import controller_for
 
 pytestmark = pytest.mark.e2e
 FILL = "/usr/local/bin/selfheal_lab_fill.py"
@@ -71,36 +66,11 @@ def dba_holds(host: str, count: int) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def signal_health(host: str, signal: str) -> Health:
-    """The signal's health on ``host`` now, as the controller's own Prometheus source sees it."""
-    settings = load_settings(lab.lab_paths().settings_file)
-    rules_signal = load_rules(settings.rules.dir,
-                              settings.ansible.project_dir / "roles").faults.signals[signal]
-    address = load_inventory(settings.inventory.path).hosts[host].prometheus_host
-    source = PrometheusSource(connect(settings.prometheus), settings.prometheus)
-    findings = source.observe([rules_signal], {address: host}, time.time()).findings
-    states = {f.health for f in findings if f.host == host}
-    return states.pop() if len(states) == 1 else Health.UNKNOWN
-
-
-def wait_for(host: str, signal: str, health: Health, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if signal_health(host, signal) is health:
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"{signal} on {host} never became {health.value}")
-
-
-def remediate(host: str, tmp_path: Path) -> dict[str, object]:
-    done = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "--config", str(lab.lab_paths().settings_file),
-         "remediate", host, "db_terminate_idle", "--json"],
-        capture_output=True, text=True, timeout=300, check=False,
-        env={**os.environ, "SELFHEAL_STATE__DIR": str(tmp_path / "state")})
-    assert done.stdout, done.stderr
-    report: dict[str, object] = json.loads(done.stdout)
-    return report
+def controller(tmp_path: Path) -> Controller:
+    base = load_settings(lab.lab_paths().settings_file)
+    data = base.model_dump(exclude={"source_file"})
+    data["state"] = {"dir": tmp_path / "state"}
+    return controller_for(Settings(**data))
 
 
 def unit_started(host: str) -> str:
@@ -110,34 +80,41 @@ def unit_started(host: str) -> str:
 
 def test_exhausted_pool_is_freed_and_superusers_and_other_hosts_untouched(
         db_host: str, cleared: None, tmp_path: Path) -> None:
-    others = [h for h in load_inventory(lab.lab_paths().inventory).hosts if h != db_host]
+    ctl = controller(tmp_path)
+    others = [h for h in ctl.inventory.hosts if h != db_host]
     before = {h: unit_started(h) for h in others}
-    lab.inject("db_pool_exhausted", db_host)
-    dba_holds(db_host, 1)  # in a superuser slot: the pool was full for everyone else
-    held = sessions(db_host)
-    assert held["shop"] >= 10 and held["postgres"] == 1, held
-    wait_for(db_host, "db_pool_used", Health.FIRING)
-    report = remediate(db_host, tmp_path)
-    outcome = report["outcome"]
-    assert isinstance(outcome, dict) and outcome["status"] == "succeeded", report
-    assert outcome["changed_hosts"] == [db_host]
-    wait_for(db_host, "db_pool_used", Health.HEALTHY)
+
+    def exhaust(fault: str, host: str) -> float:
+        at = lab.inject(fault, host).injected_at
+        dba_holds(host, 1)  # in a superuser slot: the pool is full for everyone else
+        return at
+
+    result = run_drill(ctl, "db_pool_exhausted", db_host, exhaust, timeout_s=180)
+    assert result.healed, result
+    assert (result.fault, result.remediation) == ("db_pool_exhausted", "db_terminate_idle")
     assert sessions(db_host) == {"postgres": 1}  # the superuser's session was never ended
     record = json.loads(lab.ssh_run(db_host, [
         "cat", "/var/lib/selfheal/snapshots/db_terminate_idle/latest.json"]).stdout)
-    assert {s["user"] for s in record["pool"]["sessions"]} == {"shop"}
-    assert len(record["pool"]["sessions"]) == held["shop"]
+    ended = record["pool"]["sessions"]
+    assert {s["user"] for s in ended} == {"shop"} and len(ended) >= 10, ended
     assert {h: unit_started(h) for h in others} == before, "another host was touched"
+    assert {run.host for run in ctl.store.history(0)} == {db_host}
 
 
-def test_a_pool_held_by_a_superuser_is_not_freed_and_the_fix_says_so(
+def test_a_pool_held_by_a_superuser_is_not_freed_and_is_escalated(
         db_host: str, cleared: None, tmp_path: Path) -> None:
-    # max_connections 20 - 3 superuser slots - the exporter's 2: 14 leaves one for the app
-    dba_holds(db_host, 14)
-    wait_for(db_host, "db_pool_used", Health.FIRING)
-    report = remediate(db_host, tmp_path)
-    outcome = report["outcome"]
-    assert isinstance(outcome, dict) and outcome["status"] == "failed", report
-    assert any("connection(s) free for non-superusers, want 3" in m
-               for m in outcome["messages"]), outcome  # type: ignore[union-attr]
-    assert sessions(db_host) == {"postgres": 14}
+    ctl = controller(tmp_path)
+
+    def superuser_fills(fault: str, host: str) -> float:
+        at = time.time()
+        # max_connections 20 - 3 superuser slots - the exporter's 2: 14 leaves one for the app
+        dba_holds(host, 14)
+        return at
+
+    result = run_drill(ctl, "db_pool_exhausted", db_host, superuser_fills, timeout_s=180)
+    assert result.state == "escalated", result
+    incident = ctl.store.get(result.incident_id or 0)
+    assert incident is not None
+    messages = " ".join(incident.detail.get("messages", []))
+    assert "connection(s) free for non-superusers, want 3" in messages, incident.detail
+    assert sessions(db_host) == {"postgres": 14}  # none was ended

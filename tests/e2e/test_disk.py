@@ -6,20 +6,15 @@ other hosts were not touched. The symlink test plants links to /etc and to /etc/
 /srv/log: they and their targets must come out untouched. The live-log test fills the disk with
 the log being written, which the cleanup must not delete: verification fails, the rollback
 decompresses what was compressed (byte for byte) and the incident ends rolled back.
-
-Until the signal grammar with ``applies_to`` lands, a sweep over the whole rule set counts the
-hosts without PostgreSQL as unknown, so these sweeps use the project's rules with only the
-signals every lab host exports (node_up, disk_free).
 """
 
 from __future__ import annotations
 
-import shutil
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from orchestrator import lab
 from orchestrator.config import Settings, load_settings
@@ -30,32 +25,15 @@ from orchestrator.wiring import controller_for
 pytestmark = pytest.mark.e2e
 HOST = "vps3"
 DEMO = "selfheal-demo.service"
-KEEP_SIGNALS = ("node_up", "disk_free")
-
-
-def disk_rules(tmp_path: Path) -> Path:
-    """The project's rules with only the signals every lab host has, and the faults and
-    remediations that use nothing else."""
-    rules = tmp_path / "rules"
-    shutil.copytree(load_settings(lab.lab_paths().settings_file).rules.dir, rules)
-    faults = yaml.safe_load((rules / "faults.yml").read_text())
-    faults["signals"] = {k: v for k, v in faults["signals"].items() if k in KEEP_SIGNALS}
-    faults["faults"] = {k: v for k, v in faults["faults"].items()
-                        if set(v["when_firing"]) | set(v.get("when_healthy", []))
-                        <= set(KEEP_SIGNALS)}
-    (rules / "faults.yml").write_text(yaml.safe_dump(faults, sort_keys=False))
-    catalog = yaml.safe_load((rules / "remediations.yml").read_text())
-    kept = {name for fault in faults["faults"].values() for name in fault["remediations"]}
-    catalog["remediations"] = {k: v for k, v in catalog["remediations"].items() if k in kept}
-    (rules / "remediations.yml").write_text(yaml.safe_dump(catalog, sort_keys=False))
-    return rules
+BAIT = "/etc/selfheal-e2e"
+# what a cleanup that followed /srv/log/etc -> /etc or passwd.log.9 -> /etc/passwd would change
+ETC_STATE = f"sha256sum /etc/passwd {BAIT}/*; stat -c '%n %s %Y' /etc/passwd {BAIT}/*"
 
 
 def controller(tmp_path: Path) -> Controller:
     base = load_settings(lab.lab_paths().settings_file)
     data = base.model_dump(exclude={"source_file"})
     data["state"] = {"dir": tmp_path / "state"}
-    data["rules"] = {"dir": disk_rules(tmp_path)}
     return controller_for(Settings(**data))
 
 
@@ -73,7 +51,7 @@ def inject(fault: str, host: str) -> float:
 def cleared(lab_fleet: None) -> Iterator[None]:
     yield
     lab.clear("disk_full", HOST)
-    sh(HOST, "rm -rf /var/lib/selfheal/snapshots/disk_cleanup")
+    sh(HOST, f"rm -rf /var/lib/selfheal/snapshots/disk_cleanup {BAIT}")
 
 
 def others_state(names: list[str]) -> dict[str, str]:
@@ -88,7 +66,12 @@ def test_full_disk_is_cleaned_never_through_a_symlink_and_others_untouched(
     ctl = controller(tmp_path)
     others = [h for h in ctl.inventory.hosts if h != HOST]
     before = others_state(others)
-    etc_before = sh(HOST, "sha256sum /etc/passwd; ls -la --time-style=+%s /etc | sha256sum")
+    # bait: what the cleanup would delete or compress if it ever followed a link to /etc
+    sh(HOST, f"mkdir -p {BAIT} && head -c 100000 /dev/urandom > {BAIT}/app.log.9 && "
+             f"cp {BAIT}/app.log.9 {BAIT}/app.log.1 && cp {BAIT}/app.log.9 {BAIT}/old.tar.gz && "
+             f"touch -d '60 days ago' {BAIT}/app.log.9 {BAIT}/old.tar.gz && "
+             f"touch -d '2 days ago' {BAIT}/app.log.1")
+    etc_before = sh(HOST, ETC_STATE)
 
     def fill_and_plant_links(fault: str, host: str) -> float:
         at = inject(fault, host)
@@ -111,8 +94,7 @@ def test_full_disk_is_cleaned_never_through_a_symlink_and_others_untouched(
     assert "./log/billing/billing.log f" in listing
     # the symlinks stay, and what they point to is untouched
     assert "./log/etc l" in listing and "./log/shop/passwd.log.9 l" in listing
-    assert sh(HOST, "sha256sum /etc/passwd; ls -la --time-style=+%s /etc | sha256sum") \
-        == etc_before
+    assert sh(HOST, ETC_STATE) == etc_before
     assert others_state(others) == before, "a cleanup touched another host"
     assert {run.host for run in ctl.store.history(0)} == {HOST}
 
@@ -131,11 +113,15 @@ def test_a_disk_the_cleanup_cannot_free_is_rolled_back_and_escalated(
     assert [t["to"] for t in transitions][-2:] == ["verifying", "rolled_back"]
     assert "rollback succeeded; escalated" in transitions[-1]["note"], transitions[-1]
     # the rotated logs the cleanup compressed are back, byte for byte, with their dates
-    manifest = yaml.safe_load(sh(HOST, "cat /var/lib/selfheal/snapshots/disk_cleanup/"
-                                       "manifest.json"))
-    recorded = {item["path"]: item["checksum"] for item in manifest["compress"]}
+    manifest = json.loads(sh(HOST, "cat /var/lib/selfheal/snapshots/disk_cleanup/"
+                                   "manifest.json"))
+    recorded = {item["path"]: (item["checksum"], int(item["mtime"]))
+                for item in manifest["compress"]}
     assert set(rotated.split()) <= set(recorded)
-    now = dict(reversed(line.split()) for line in sh(HOST, f"sha256sum {rotated}").splitlines())
-    assert now == {path: recorded[path] for path in rotated.split()}
+    sums = dict(reversed(line.split()) for line in sh(HOST, f"sha256sum {rotated}").splitlines())
+    dates = dict(line.split() for line in sh(HOST, f"stat -c '%n %Y' {rotated}").splitlines())
+    assert {p: (sums[p], int(dates[p])) for p in rotated.split()} == {
+        p: recorded[p] for p in rotated.split()}
     assert "shop.log.1.gz" not in sh(HOST, "ls /srv/log/shop")
-    assert "shop.log" in sh(HOST, "ls /srv/log/shop")  # never the log being written
+    # never the log being written, which is what fills the disk
+    assert int(sh(HOST, "stat -c %s /srv/log/shop/shop.log")) > 40 * 2**20
