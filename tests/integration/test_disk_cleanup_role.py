@@ -63,6 +63,8 @@ def host(tmp_path: Path) -> Host:
     write(log / "shop.log.2", 200_000, 2)
     write(log / "shop.log.9", 200_000, 9)               # old: deleted
     write(log / "shop.log.10.gz", 30_000, 10)
+    write(log / "shop[1].log.9", 20_000, 9)             # names find must not read as patterns
+    write(log / "we*ird?.log.1", 20_000, 1)
     write(archive / "db-week01.tar.gz", 300_000, 8)
     write(archive / "db-week00.tar.gz", 300_000, 1)     # too young to delete, not a log
     # outside the configured folders, with names the patterns match, all old
@@ -112,7 +114,8 @@ def files(root: Path) -> dict[str, float]:
 def test_cleanup_deletes_and_compresses_only_what_it_may(host: Host, tmp_path: Path) -> None:
     outside_before = {p: sha256(host.outside / p) for p, _ in files(host.outside).items()
                       if (host.outside / p).is_file()}
-    young = {n: sha256(host.srv / "log" / "shop" / n) for n in ("shop.log.1", "shop.log.2")}
+    young = {n: sha256(host.srv / "log" / "shop" / n)
+             for n in ("shop.log.1", "shop.log.2", "we*ird?.log.1")}
     mtimes = files(host.srv)
     with open(host.srv / "archive" / "db-week01.tar.gz", "rb"):  # a process holds it open
         outcome = executor(host, tmp_path).run(plan(host))
@@ -122,7 +125,7 @@ def test_cleanup_deletes_and_compresses_only_what_it_may(host: Host, tmp_path: P
     after = files(host.srv)
     log = "log/shop"
     for gone in (f"{log}/shop.log.9", f"{log}/shop.log.10.gz", f"{log}/shop.log.1",
-                 f"{log}/shop.log.2"):
+                 f"{log}/shop.log.2", f"{log}/shop[1].log.9", f"{log}/we*ird?.log.1"):
         assert gone not in after
     for kept in (f"{log}/shop.log", "archive/db-week00.tar.gz", "archive/db-week01.tar.gz",
                  f"{log}/etc-link", f"{log}/passwd.log.7", f"{log}/hard.log.4", "linked-log"):
@@ -136,7 +139,7 @@ def test_cleanup_deletes_and_compresses_only_what_it_may(host: Host, tmp_path: P
     assert {p: sha256(host.outside / p) for p in outside_before} == outside_before
     assert files(host.outside).keys() >= outside_before.keys()
     assert sorted(Path(f["path"]).name for f in manifest["delete"]) == [
-        "shop.log.10.gz", "shop.log.9"]  # the open archive is not even planned
+        "shop.log.10.gz", "shop.log.9", "shop[1].log.9"]  # the open archive is not planned
     assert str(host.srv / "archive" / "db-week01.tar.gz") in manifest["open_files_left"]
     assert str(host.srv / "linked-log") in manifest["skipped_paths"]
     assert again.status is OutcomeStatus.SUCCEEDED and again.changed_hosts == ()  # idempotent
@@ -145,8 +148,8 @@ def test_cleanup_deletes_and_compresses_only_what_it_may(host: Host, tmp_path: P
 
 def test_rollback_restores_every_compressed_log(host: Host, tmp_path: Path) -> None:
     shop = host.srv / "log" / "shop"
-    before = {n: (sha256(shop / n), (shop / n).stat().st_mtime) for n in ("shop.log.1",
-                                                                          "shop.log.2")}
+    before = {n: (sha256(shop / n), (shop / n).stat().st_mtime)
+              for n in ("shop.log.1", "shop.log.2", "we*ird?.log.1")}
     run = executor(host, tmp_path)
     assert run.run(plan(host)).status is OutcomeStatus.SUCCEEDED
     assert not (shop / "shop.log.1").exists()
