@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 from orchestrator.errors import PermanentError
+from orchestrator.lab import services_web
 from orchestrator.lab.layout import MARKER_DIR, host_groups
 from orchestrator.lab.paths import DEMO_PORT, FILES_DIR, NODE_EXPORTER_PORT, LabPaths
 
@@ -70,7 +71,8 @@ def write_host_files(paths: LabPaths, name: str, address: str) -> list[str]:
         paths.client_key.with_suffix(".pub"): "/root/.ssh/authorized_keys",
         markers: MARKER_DIR,
     }
-    return [f"--bind-ro={source}:{target}" for source, target in binds.items()]
+    return [f"--bind-ro={source}:{target}" for source, target in binds.items()] + (
+        services_web.host_files(paths, name, address))
 
 
 def write_known_hosts(paths: LabPaths, hosts: dict[str, str]) -> Path:

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from orchestrator.errors import ConfigError, PermanentError
+from orchestrator.lab import services_web
 from orchestrator.lab.paths import FILES_DIR, LabPaths
 from orchestrator.lab.progress import ProgressFn, report
 
@@ -40,6 +41,7 @@ PACKAGES = (
     "ca-certificates",
     "procps",
     "util-linux",
+    *services_web.PACKAGES,
 )
 # Units that would bind every address, poll hardware or slow the boot of a throw-away host.
 MASKED_UNITS = (
@@ -212,6 +214,7 @@ def _customise(root: Path) -> None:
         (root / point).touch()
     (root / "etc/selfheal-lab").mkdir(exist_ok=True)
     (root / "srv").mkdir(exist_ok=True)
+    services_web.customise(root)
 
 
 def _symlink(target: str, link: Path) -> None:
