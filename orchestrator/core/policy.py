@@ -34,6 +34,10 @@ class BlastRadius(_Rule):
     max_broken_fraction: float = Field(
         0.5, gt=0, le=1, description="more of the fleet firing at once: stop and page"
     )
+    max_unknown_fraction: float = Field(
+        0.5, gt=0, le=1, description="more of the fleet unseen at once (missing or stale data): "
+        "the fleet cannot be judged; stop and page"
+    )
 
 
 class CircuitBreaker(_Rule):
@@ -114,6 +118,9 @@ class Policy(_Rule):
     protected_units: tuple[str, ...] = Field(DEFAULT_PROTECTED_UNITS, description="fnmatch "
                                              "patterns of systemd units never restarted or "
                                              "stopped")
+    restart_units: tuple[str, ...] = Field(("*",), description="fnmatch patterns of the units "
+                                           "a remediation may restart or stop (protected_units "
+                                           "still win)")
     flapping: Flapping = Flapping()
     approval_ttl_s: float = Field(3600.0, gt=0, description="an approval older than this "
                                   "no longer counts; the incident asks again")
@@ -131,6 +138,11 @@ class Policy(_Rule):
                 return pattern
         return None
 
+    def restartable(self, unit: str) -> bool:
+        """Whether ``unit`` (``.service`` optional) is on the restart_units allow-list."""
+        names = (unit,) if "." in unit else (unit, f"{unit}.service")
+        return any(fnmatch.fnmatchcase(n, p) for p in self.restart_units for n in names)
+
 
 def parse_policy(text: str, filename: str = "policy.yml") -> Policy:
     data, lines = load_with_lines(text, filename)
@@ -145,6 +157,7 @@ class PastRun:
     remediation: str
     started_at: float
     failed: bool
+    subject: str = ""  # the series the run fixed on its host (cooldowns are per subject)
 
 
 @dataclass(frozen=True)
@@ -153,10 +166,11 @@ class PolicyState:
 
     now: float
     fleet_size: int
-    broken_hosts: int  # hosts not known to be healthy: firing or unknown
+    broken_hosts: int  # hosts with a firing signal
     running: int
     history: Sequence[PastRun]
     pending: Sequence[PastRun] = ()  # plans admitted earlier in this sweep
+    unknown_hosts: int = 0  # hosts missing a signal they must have (or with stale data)
 
     @property
     def runs(self) -> list[PastRun]:
@@ -186,8 +200,16 @@ def decide(plan: Plan, policy: Policy, state: PolicyState, dry_run: bool = False
         policy.blast_radius.max_broken_fraction
     ):
         hold.append(
-            f"{state.broken_hosts} of {state.fleet_size} hosts are broken or unknown, over "
+            f"{state.broken_hosts} of {state.fleet_size} hosts are broken, over "
             f"{policy.blast_radius.max_broken_fraction:.0%}: stop and page a human"
+        )
+    if not manual and state.fleet_size and state.unknown_hosts / state.fleet_size > (
+        policy.blast_radius.max_unknown_fraction
+    ):
+        hold.append(
+            f"{state.unknown_hosts} of {state.fleet_size} hosts are unknown (missing or stale "
+            f"data), over {policy.blast_radius.max_unknown_fraction:.0%}: the fleet cannot be "
+            "judged; stop and page a human"
         )
     for host in plan.targets:
         waits, flaps = _cooldown(plan, policy, state, host)
@@ -230,7 +252,17 @@ def _protected(plan: Plan, policy: Policy) -> list[str]:
         if pattern is not None:
             reasons.append(f"parameter {name}={value!r} names a protected unit (policy.yml "
                            f"protected_units: {pattern!r}); selfheal never restarts or stops it")
+        elif _names_unit(name) and isinstance(value, str) and value and not (
+                policy.restartable(value)):
+            reasons.append(f"parameter {name}={value!r} names a unit that policy.yml "
+                           "restart_units does not allow; add a pattern there to let selfheal "
+                           "restart it")
     return reasons
+
+
+def _names_unit(param: str) -> bool:
+    """Parameters that name a systemd unit: ``unit`` or ``<role>_unit``."""
+    return param == "unit" or param.endswith("_unit")
 
 
 def _cooldown(plan: Plan, policy: Policy, state: PolicyState,
@@ -242,7 +274,8 @@ def _cooldown(plan: Plan, policy: Policy, state: PolicyState,
     """
     flap = policy.flapping
     runs = sorted(r.started_at for r in state.runs if r.host == host
-                  and r.remediation == plan.remediation and state.now - r.started_at < max(
+                  and r.remediation == plan.remediation and r.subject == plan.subject
+                  and state.now - r.started_at < max(
                       flap.window_s, plan.cooldown_s))
     if not runs:
         return [], []

@@ -15,20 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
-from orchestrator.config import PROJECT_ROOT
-
 PROMETHEUS = "/usr/bin/prometheus"
-
-
-def project_catalog(*names: str) -> str:
-    """The project's remediations.yml cut to the named entries: tests that write their own
-    faults.yml define only the signals those entries verify."""
-    catalog = yaml.safe_load((PROJECT_ROOT / "rules" / "remediations.yml").read_text())
-    return yaml.safe_dump({"remediations": {n: catalog["remediations"][n] for n in names}},
-                          sort_keys=False)
 
 
 def free_port() -> int:

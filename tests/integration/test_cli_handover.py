@@ -13,7 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from orchestrator.cli.app import app
-from tests.integration.conftest import Exporter, RealPrometheus, project_catalog
+from orchestrator.config import PROJECT_ROOT
+from tests.conftest import write_fault_rules
+from tests.integration.conftest import Exporter, RealPrometheus
 from tests.integration.test_engine import FAULTS
 
 pytestmark = pytest.mark.integration
@@ -24,10 +26,10 @@ NET = "127.0.5"
 def config(tmp_path: Path, prometheus: RealPrometheus, policy: str, tier: int = 3) -> Path:
     rules = tmp_path / "rules"
     rules.mkdir()
-    catalog = project_catalog("service_restart")
+    catalog = (PROJECT_ROOT / "rules" / "remediations.yml").read_text()
     (rules / "remediations.yml").write_text(catalog.replace("risk_tier: 1",
                                                             f"risk_tier: {tier}"))
-    (rules / "faults.yml").write_text(FAULTS)
+    write_fault_rules(rules, FAULTS)
     (rules / "policy.yml").write_text(policy)
     (tmp_path / "hosts.ini").write_text("\n".join(
         f"h{i} selfheal_prometheus_host={NET}.{i}" for i in (1, 2, 3)) + "\n")

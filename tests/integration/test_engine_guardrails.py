@@ -24,7 +24,8 @@ from orchestrator.models import IncidentState as S
 from orchestrator.rules import Rules, load_rules
 from orchestrator.sources.prometheus import PrometheusSource, connect
 from orchestrator.store.db import Store
-from tests.integration.conftest import Exporter, RealPrometheus, project_catalog
+from tests.conftest import write_fault_rules
+from tests.integration.conftest import Exporter, RealPrometheus
 from tests.integration.test_engine import FAULTS
 
 KEY = b"k" * 32
@@ -73,12 +74,12 @@ def build(tmp_path: Path, prometheus: RealPrometheus, exporter: Exporter,
           net: str = NET) -> tuple[Controller, Fixer]:
     rules_dir = tmp_path / "rules"
     rules_dir.mkdir(exist_ok=True)
-    remediations = project_catalog("service_restart")
+    remediations = (PROJECT_ROOT / "rules" / "remediations.yml").read_text()
     if tier is not None:
         remediations = remediations.replace("risk_tier: 1", f"risk_tier: {tier}")
     (rules_dir / "remediations.yml").write_text(remediations)
     (rules_dir / "policy.yml").write_text("mode: strict\n")
-    (rules_dir / "faults.yml").write_text(FAULTS)
+    write_fault_rules(rules_dir, FAULTS)
     rules = load_rules(rules_dir, PROJECT_ROOT / "ansible" / "roles")
     if policy:
         rules = Rules(rules.catalog, rules.faults, Policy.model_validate(policy))

@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 
 from orchestrator.config import PROJECT_ROOT
-from orchestrator.core.detect import Candidate, FleetDetector, combine, parse_detection
+from orchestrator.core.detect import Candidate, FleetDetector, combine
 from orchestrator.core.detect.forecast import time_to_exhaustion
 from orchestrator.core.detect.patterns import pattern_holds
 from orchestrator.core.detect.rules import CombinerParams, ForecastParams
 from orchestrator.models import Health
+from orchestrator.rules import load_detection
 
-RULES = parse_detection((PROJECT_ROOT / "rules" / "detection.yml").read_text())
+RULES = load_detection(PROJECT_ROOT / "rules")
 
 
 def test_time_to_exhaustion_of_a_steady_decline() -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from orchestrator.config import PROJECT_ROOT
-from orchestrator.core.detect import parse_detection
 from orchestrator.core.detect.fleet import LEARNED, FleetDetector, train_detector
 from orchestrator.core.detect.iforest import confirmed_scores, features, fit_forest
 from orchestrator.core.detect.rules import IForestParams
+from orchestrator.rules import load_detection
 
-RULES = parse_detection((PROJECT_ROOT / "rules" / "detection.yml").read_text())
+RULES = load_detection(PROJECT_ROOT / "rules")
 
 
 def test_seasonal_surprises_are_masked_and_summed() -> None:
