@@ -15,8 +15,10 @@ surface is small:
 Modules, one job each: ``paths`` (where), ``image`` (build/cache the root), ``hostconfig``
 (per-host files and keys), ``procs`` (background processes), ``probe`` (ssh/http checks),
 ``prometheus`` (controller-side Prometheus), ``generated`` (inventory and selfheal.yml),
-``state`` (records and state.json), ``faults`` (fault injection), ``cgroups`` (one cgroup tree
-per host), ``restarts`` (kill -9 + restart fidelity check), ``fleet`` (up/status/down).
+``state`` (records and state.json), ``faults`` (fault injection and clearing), ``cgroups`` (one
+cgroup tree per host), ``restarts`` (kill -9 + restart fidelity check), ``fleet``
+(up/status/down), ``ca`` (the lab's certificate authority), ``services_web`` (nginx on the web
+hosts) and ``services_blackbox`` (the controller-side blackbox exporter).
 """
 
 from orchestrator.lab.faults import FAULTS, clear, inject

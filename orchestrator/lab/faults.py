@@ -1,22 +1,26 @@
 """Real faults injected into lab hosts, so selfheal has something real to heal.
 
-Called by ``orchestrator.cli.lab inject``, the e2e tests and ``benchmarks/mttr.py`` through
-``inject(fault, host)``. Each fault is one entry of ``FAULTS``: a remote command run over SSH
-with the lab key. The injection time is taken just before the command runs and recorded in
-``<lab>/state.json`` under ``injections``. To add a fault, add an entry (e.g. cpu_runaway,
-memory_leak) and say in its ``description`` what a healthy fix looks like; its ``clear``
-command undoes it (``clear(fault, host)``, ``selfheal lab clear``). Faults that must outlive
-the SSH session (a process holding a resource) run as transient systemd units.
+Called by ``orchestrator.cli.lab inject``/``clear``, the e2e tests and ``benchmarks/mttr.py``
+through ``inject(fault, host)`` and ``clear(fault, host)``. Each fault is one entry of
+``FAULTS``: a remote command run over SSH with the lab key, the command that undoes it, and the
+inventory group a host needs for it (``layout``). A fault may also run a step on the controller
+first (``prepare``: e.g. the lab CA issues the certificate a TLS fault installs) and wait after
+it until the host shows it (``settle``). The injection time is taken just before the command
+runs and recorded in ``<lab>/state.json`` under ``injections``. To add a fault, add an entry and
+say in its ``description`` what a healthy fix looks like. Faults that must outlive the SSH
+session (a process holding a resource) run as transient systemd units.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from orchestrator.errors import PermanentError, TargetError
-from orchestrator.lab.layout import APP, DB, runs
+from orchestrator.lab import services_web
+from orchestrator.lab.layout import APP, DB, WEB, runs
 from orchestrator.lab.paths import DEMO_UNIT, LabPaths, lab_paths
 from orchestrator.lab.probe import ssh_run
 from orchestrator.lab.services_postgres import APP_USER
@@ -24,16 +28,23 @@ from orchestrator.lab.state import Injection, load_state, locked, record_injecti
 
 log = logging.getLogger(__name__)
 
+Step = Callable[[LabPaths, str], None]  # run on the controller: (paths, host)
+
 
 @dataclass(frozen=True)
 class Fault:
     """A fault the lab can inject: what it does, the command that does it on the host, the
-    command that undoes it (``selfheal lab clear``), and the group a host needs for it."""
+    command that undoes it (``selfheal lab clear``), the group a host needs for it, and
+    optional controller-side steps before (``prepare``, ``prepare_clear``) and after
+    (``settle``: wait until the host shows it)."""
 
     description: str
     command: tuple[str, ...]
     clear: tuple[str, ...]
     group: str | None = None
+    prepare: Step | None = None
+    settle: Step | None = None
+    prepare_clear: Step | None = None
 
 
 def _transient(unit: str, *argv: str, user: str | None = None) -> tuple[str, ...]:
@@ -79,6 +90,26 @@ FAULTS: dict[str, Fault] = {
         clear=_stop(DB_UNIT),
         group=DB,
     ),
+    "tls_expiry": Fault(
+        description="nginx serves a lab-CA certificate with 2 days left (inside the 7-day "
+                    "warning window); heal: a certificate valid beyond the window, served",
+        command=services_web.INSTALL_CERT,
+        prepare=services_web.stage("expiring"),
+        settle=services_web.wait_served,
+        clear=services_web.INSTALL_CERT,
+        prepare_clear=services_web.stage("valid"),
+        group=WEB,
+    ),
+    "tls_expired": Fault(
+        description="nginx serves a lab-CA certificate that expired 2 days ago; heal as "
+                    "tls_expiry",
+        command=services_web.INSTALL_CERT,
+        prepare=services_web.stage("expired"),
+        settle=services_web.wait_served,
+        clear=services_web.INSTALL_CERT,
+        prepare_clear=services_web.stage("valid"),
+        group=WEB,
+    ),
 }
 
 
@@ -107,14 +138,14 @@ def inject(fault: str, host: str) -> Injection:
     ``PermanentError`` when the host refused the fault.
     """
     paths = _check(fault, host)
+    chosen = FAULTS[fault]
     with locked(paths):
+        if chosen.prepare is not None:
+            chosen.prepare(paths, host)
         injected_at = time.time()
-        result = ssh_run(host, list(FAULTS[fault].command), timeout=15.0, paths=paths)
-        if result.returncode != 0:
-            raise PermanentError(
-                f"injecting {fault} into {host} failed (rc {result.returncode}): "
-                f"{result.stderr.strip() or result.stdout.strip()}"
-            )
+        _run(chosen.command, f"injecting {fault} into {host}", host, paths)
+        if chosen.settle is not None:
+            chosen.settle(paths, host)
         injection = Injection(fault=fault, host=host, injected_at=injected_at)
         record_injection(paths, injection)
     log.info("injected %s into %s at %.3f", fault, host, injected_at)
@@ -127,11 +158,18 @@ def clear(fault: str, host: str) -> None:
     Raises ``TargetError`` like ``inject`` and ``PermanentError`` when the host refused.
     """
     paths = _check(fault, host)
+    chosen = FAULTS[fault]
     with locked(paths):
-        result = ssh_run(host, list(FAULTS[fault].clear), timeout=15.0, paths=paths)
-    if result.returncode != 0:
-        raise PermanentError(
-            f"clearing {fault} on {host} failed (rc {result.returncode}): "
-            f"{result.stderr.strip() or result.stdout.strip()}"
-        )
+        if chosen.prepare_clear is not None:
+            chosen.prepare_clear(paths, host)
+        _run(chosen.clear, f"clearing {fault} on {host}", host, paths)
+        if chosen.settle is not None:
+            chosen.settle(paths, host)
     log.info("cleared %s on %s", fault, host)
+
+
+def _run(command: tuple[str, ...], doing: str, host: str, paths: LabPaths) -> None:
+    result = ssh_run(host, list(command), timeout=15.0, paths=paths)
+    if result.returncode != 0:
+        raise PermanentError(f"{doing} failed (rc {result.returncode}): "
+                             f"{result.stderr.strip() or result.stdout.strip()}")

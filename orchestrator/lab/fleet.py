@@ -30,7 +30,9 @@ from orchestrator.lab import (
     layout,
     procs,
     prometheus,
+    services_blackbox,
     services_postgres,
+    services_web,
 )
 from orchestrator.lab.paths import (
     DEMO_PORT,
@@ -176,6 +178,7 @@ def up(hosts: int = 3, progress: ProgressFn | None = None) -> LabState:
             started_at=old.started_at if old and already else time.time(),
         )
         save_state(paths, state)  # before waiting: a crash from here on is still cleaned by down
+        services_blackbox.start(paths)
         state = replace(state, prometheus_pid=prometheus.start(paths))
         save_state(paths, state)
         generated.write_inventory(paths, addresses)
@@ -195,6 +198,7 @@ def _host_checks(paths: LabPaths, host: HostRecord) -> dict[str, bool]:
         **({"demo_app": http_ok(f"http://{host.address}:{DEMO_PORT}/healthz")}
            if layout.runs(host.name, layout.APP) else {}),
         **services_postgres.checks(host.name, host.address),
+        **services_web.checks(host.name, host.address),
     }
 
 
@@ -318,6 +322,7 @@ def down(progress: ProgressFn | None = None) -> None:
         cgroups.remove()
         report(progress, "stopping Prometheus")
         prometheus.stop(paths, state.prometheus_pid if state else None)
+        services_blackbox.stop(paths)
         _remove_leftovers(paths)
         generated.remove(paths)
     shutil.rmtree(paths.lab_dir, ignore_errors=True)

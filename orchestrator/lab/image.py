@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from orchestrator.errors import ConfigError, PermanentError
-from orchestrator.lab import services_postgres
+from orchestrator.lab import services_postgres, services_web
 from orchestrator.lab.paths import FILES_DIR, LabPaths
 from orchestrator.lab.progress import ProgressFn, report
 
@@ -42,6 +42,7 @@ PACKAGES = (
     "procps",
     "util-linux",
     *services_postgres.PACKAGES,
+    *services_web.PACKAGES,
 )
 # Units that would bind every address, poll hardware or slow the boot of a throw-away host.
 MASKED_UNITS = (
@@ -57,7 +58,7 @@ MASKED_UNITS = (
     "ssh.socket",
 )
 # Lab services with their own packages and image customisation (orchestrator/lab/services_*.py).
-SERVICES = (services_postgres,)
+SERVICES = (services_postgres, services_web)
 # Bump when the customisation below changes in a way the version hash cannot see.
 RECIPE = 1
 MARKER = "etc/selfheal-lab-image.json"
