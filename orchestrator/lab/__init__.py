@@ -8,6 +8,7 @@ surface is small:
     down(progress=None) -> None                  stop everything, remove what the lab wrote
     lab_is_up() -> bool                          status().healthy
     inject(fault, host) -> Injection             inject a fault from ``FAULTS`` into one host
+    clear(fault, host) -> None                   undo it, healed or not
     ssh_run(host, command) -> CompletedProcess   run a command as root on a host (pinned host key)
     lab_paths() -> LabPaths                      where the image, runtime state and files live
 
@@ -18,7 +19,7 @@ Modules, one job each: ``paths`` (where), ``image`` (build/cache the root), ``ho
 per host), ``restarts`` (kill -9 + restart fidelity check), ``fleet`` (up/status/down).
 """
 
-from orchestrator.lab.faults import FAULTS, inject
+from orchestrator.lab.faults import FAULTS, clear, inject
 from orchestrator.lab.fleet import down, lab_is_up, status, up
 from orchestrator.lab.paths import LabPaths, lab_paths
 from orchestrator.lab.probe import ssh_run
@@ -31,6 +32,7 @@ __all__ = [
     "LabPaths",
     "LabState",
     "LabStatus",
+    "clear",
     "down",
     "inject",
     "lab_is_up",

@@ -22,7 +22,16 @@ from dataclasses import replace
 from pathlib import Path
 
 from orchestrator.errors import ConfigError, PermanentError
-from orchestrator.lab import cgroups, generated, hostconfig, image, layout, procs, prometheus
+from orchestrator.lab import (
+    cgroups,
+    generated,
+    hostconfig,
+    image,
+    layout,
+    procs,
+    prometheus,
+    services_process,
+)
 from orchestrator.lab.paths import (
     DEMO_PORT,
     HOST_PREFIX,
@@ -183,6 +192,7 @@ def _host_checks(paths: LabPaths, host: HostRecord) -> dict[str, bool]:
     return {
         "ssh": ssh_ok(paths, host.name),
         "node_exporter": http_ok(f"http://{host.address}:{NODE_EXPORTER_PORT}/metrics"),
+        "process_exporter": services_process.healthy(host.address),
         **({"demo_app": http_ok(f"http://{host.address}:{DEMO_PORT}/healthz")}
            if layout.runs(host.name, layout.APP) else {}),
     }

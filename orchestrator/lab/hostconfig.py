@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 from orchestrator.errors import PermanentError
+from orchestrator.lab import services_process
 from orchestrator.lab.layout import MARKER_DIR, host_groups
 from orchestrator.lab.paths import DEMO_PORT, FILES_DIR, NODE_EXPORTER_PORT, LabPaths
 
@@ -70,6 +71,9 @@ def write_host_files(paths: LabPaths, name: str, address: str) -> list[str]:
         paths.client_key.with_suffix(".pub"): "/root/.ssh/authorized_keys",
         markers: MARKER_DIR,
     }
+    for file_name, (text, target) in services_process.host_files(address).items():
+        (host_dir / file_name).write_text(text, encoding="utf-8")
+        binds[host_dir / file_name] = target
     return [f"--bind-ro={source}:{target}" for source, target in binds.items()]
 
 

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from orchestrator.errors import ConfigError, PermanentError
+from orchestrator.lab import demo_releases, services_process
 from orchestrator.lab.paths import FILES_DIR, LabPaths
 from orchestrator.lab.progress import ProgressFn, report
 
@@ -40,6 +41,7 @@ PACKAGES = (
     "ca-certificates",
     "procps",
     "util-linux",
+    *services_process.PACKAGES,
 )
 # Units that would bind every address, poll hardware or slow the boot of a throw-away host.
 MASKED_UNITS = (
@@ -188,8 +190,8 @@ def _customise(root: Path) -> None:
     (root / "etc/hostname").unlink(missing_ok=True)
     for key in (root / "etc/ssh").glob("ssh_host_*"):
         key.unlink()
-    shutil.copyfile(FILES_DIR / "selfheal_demo.py", root / "usr/local/bin/selfheal_demo.py")
-    (root / "usr/local/bin/selfheal_demo.py").chmod(0o755)
+    demo_releases.customise(root)
+    services_process.customise(root)
     shutil.copyfile(
         FILES_DIR / "selfheal-demo.service", root / "etc/systemd/system/selfheal-demo.service"
     )
@@ -208,6 +210,7 @@ def _customise(root: Path) -> None:
         "etc/ssh/ssh_host_ed25519_key",
         "etc/ssh/ssh_host_ed25519_key.pub",
         "etc/default/selfheal-demo",
+        services_process.DEFAULTS_PATH.lstrip("/"),
     ):
         (root / point).touch()
     (root / "etc/selfheal-lab").mkdir(exist_ok=True)
