@@ -39,6 +39,7 @@ def customise(root: Path) -> None:
     shutil.copytree(root / BUILDS_DIR.lstrip("/") / FIRST, app / "releases" / FIRST)
     (app / "current").symlink_to(f"{APP_DIR}/releases/{FIRST}")
     deploy = root / DEPLOY.lstrip("/")
+    deploy.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(FILES_DIR / "selfheal-demo-deploy", deploy)
     deploy.chmod(0o755)
 
