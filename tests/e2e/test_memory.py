@@ -66,6 +66,12 @@ def rollback_by_hand(controller: Controller, host: str, **params: str) -> Manual
         reason="risk tier 2 needs approval in strict mode; the test stands in for the approver"))
 
 
+def typed(host: str) -> dict[str, str]:
+    """The parameters typed out, as by hand when no firing series carries them."""
+    return {"release_rollback_unit": "selfheal-demo.service",
+            "release_rollback_health_url": f"http://{demo_instance(host)}/healthz"}
+
+
 def test_a_leak_after_a_deploy_is_rolled_back_and_that_can_be_undone(
         lab_fleet: None, tmp_path: Path) -> None:
     controller = controller_for(settings_with_state(tmp_path))
@@ -85,6 +91,10 @@ def test_a_leak_after_a_deploy_is_rolled_back_and_that_can_be_undone(
                    timeout=30)
         assert {h: started_at(h) for h in others} == others, "another host was restarted"
         assert {run.host for run in controller.store.history(0)} == {"vps3"}
+        # idempotent: already on v1, no change
+        again = rollback_by_hand(controller, "vps3", **typed("vps3"))
+        assert again.outcome is not None and again.outcome.status.value == "succeeded"
+        assert again.outcome.changed_hosts == () and current("vps3") == f"{APP}/releases/v1"
         # the rollback of the rollback: back to v2, restarted and healthy
         undo = controller.run_play(done.plan, "rollback")
         assert undo.status.value == "succeeded", undo
@@ -107,7 +117,8 @@ def test_a_restart_gives_the_memory_back(lab_fleet: None, tmp_path: Path) -> Non
         assert started_at("vps2") != before
         # v2 leaks again at once (20 MB/s): the memory came down after the restart, for a while
         window = max(5, int(time.time() - began) + 2)
-        lowest = f'min_over_time(process_resident_memory_bytes{{instance="{{i}}"}}[{window}s])'
+        lowest = ('min_over_time(process_resident_memory_bytes{{instance="{i}"}}['
+                  + str(window) + "s])")
         wait_until(lambda: rss("vps2", lowest) < THRESHOLD / 2, "a low sample after the restart",
                    timeout=20)
         assert {h: started_at(h) for h in others} == others
@@ -120,7 +131,7 @@ def test_a_rollback_that_fails_midway_or_cannot_start_changes_nothing_in_the_end
     controller = controller_for(settings_with_state(tmp_path))
     v1 = f"{APP}/releases/v1/selfheal_demo.py"
     # nothing before v1: the role refuses before any change, and the rollback does nothing
-    refused = rollback_by_hand(controller, "vps1")
+    refused = rollback_by_hand(controller, "vps1", **typed("vps1"))
     assert refused.outcome is not None and refused.outcome.status.value == "failed"
     assert "nothing to roll back to" in " ".join(refused.outcome.messages)
     assert current("vps1") == f"{APP}/releases/v1"
