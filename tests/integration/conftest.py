@@ -15,9 +15,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
+from orchestrator.config import PROJECT_ROOT
+
 PROMETHEUS = "/usr/bin/prometheus"
+
+
+def crash_catalog() -> str:
+    """rules/remediations.yml cut to service_restart: these tests' own faults.yml define only the
+    crash signals, and the other entries verify signals they do not define."""
+    entries = yaml.safe_load((PROJECT_ROOT / "rules" / "remediations.yml").read_text())
+    kept = {"service_restart": entries["remediations"]["service_restart"]}
+    return yaml.safe_dump({"remediations": kept}, sort_keys=False)
 
 
 def free_port() -> int:

@@ -13,8 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from orchestrator.cli.app import app
-from orchestrator.config import PROJECT_ROOT
-from tests.integration.conftest import Exporter, RealPrometheus
+from tests.integration.conftest import Exporter, RealPrometheus, crash_catalog
 from tests.integration.test_engine import FAULTS
 
 pytestmark = pytest.mark.integration
@@ -25,8 +24,7 @@ NET = "127.0.5"
 def config(tmp_path: Path, prometheus: RealPrometheus, policy: str, tier: int = 3) -> Path:
     rules = tmp_path / "rules"
     rules.mkdir()
-    catalog = (PROJECT_ROOT / "rules" / "remediations.yml").read_text()
-    (rules / "remediations.yml").write_text(catalog.replace("risk_tier: 1",
+    (rules / "remediations.yml").write_text(crash_catalog().replace("risk_tier: 1",
                                                             f"risk_tier: {tier}"))
     (rules / "faults.yml").write_text(FAULTS)
     (rules / "policy.yml").write_text(policy)

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from orchestrator.cli.app import app
 from orchestrator.config import PROJECT_ROOT
-from tests.integration.conftest import Exporter, RealPrometheus
+from tests.integration.conftest import Exporter, RealPrometheus, crash_catalog
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
@@ -59,8 +59,8 @@ class World:
 def world(tmp_path: Path, prometheus: RealPrometheus, exporter: Exporter) -> Iterator[World]:
     rules = tmp_path / "rules"
     rules.mkdir()
-    for name in ("remediations.yml", "policy.yml"):
-        (rules / name).write_text((PROJECT_ROOT / "rules" / name).read_text())
+    (rules / "remediations.yml").write_text(crash_catalog())
+    (rules / "policy.yml").write_text((PROJECT_ROOT / "rules" / "policy.yml").read_text())
     (rules / "faults.yml").write_text(FAULTS)
     (rules / "detection.yml").write_text(DETECTION)
     (tmp_path / "hosts.ini").write_text(

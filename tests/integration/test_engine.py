@@ -24,7 +24,7 @@ from orchestrator.models import IncidentState as S
 from orchestrator.rules import load_rules
 from orchestrator.sources.prometheus import PrometheusSource, connect
 from orchestrator.store.db import Store
-from tests.integration.conftest import Exporter, RealPrometheus, free_port
+from tests.integration.conftest import Exporter, RealPrometheus, crash_catalog, free_port
 
 KEY = b"k" * 32
 pytestmark = pytest.mark.integration
@@ -46,8 +46,8 @@ faults:
 def world(tmp_path: Path, prometheus: RealPrometheus, exporter: Exporter) -> Controller:
     rules_dir = tmp_path / "rules"
     rules_dir.mkdir()
-    for name in ("remediations.yml", "policy.yml"):
-        (rules_dir / name).write_text((PROJECT_ROOT / "rules" / name).read_text())
+    (rules_dir / "remediations.yml").write_text(crash_catalog())
+    (rules_dir / "policy.yml").write_text((PROJECT_ROOT / "rules" / "policy.yml").read_text())
     (rules_dir / "faults.yml").write_text(FAULTS)
     rules = load_rules(rules_dir, PROJECT_ROOT / "ansible" / "roles")
     inv_path = tmp_path / "hosts.ini"

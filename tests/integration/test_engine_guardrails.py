@@ -24,7 +24,7 @@ from orchestrator.models import IncidentState as S
 from orchestrator.rules import Rules, load_rules
 from orchestrator.sources.prometheus import PrometheusSource, connect
 from orchestrator.store.db import Store
-from tests.integration.conftest import Exporter, RealPrometheus
+from tests.integration.conftest import Exporter, RealPrometheus, crash_catalog
 from tests.integration.test_engine import FAULTS
 
 KEY = b"k" * 32
@@ -73,7 +73,7 @@ def build(tmp_path: Path, prometheus: RealPrometheus, exporter: Exporter,
           net: str = NET) -> tuple[Controller, Fixer]:
     rules_dir = tmp_path / "rules"
     rules_dir.mkdir(exist_ok=True)
-    remediations = (PROJECT_ROOT / "rules" / "remediations.yml").read_text()
+    remediations = crash_catalog()
     if tier is not None:
         remediations = remediations.replace("risk_tier: 1", f"risk_tier: {tier}")
     (rules_dir / "remediations.yml").write_text(remediations)
