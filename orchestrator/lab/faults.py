@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from orchestrator.errors import PermanentError, TargetError
-from orchestrator.lab import services_web
+from orchestrator.lab import demo_releases, services_web
 from orchestrator.lab.layout import APP, DB, WEB, runs
 from orchestrator.lab.paths import DEMO_UNIT, LabPaths, lab_paths
 from orchestrator.lab.probe import ssh_run
@@ -45,6 +45,21 @@ class Fault:
     prepare: Step | None = None
     settle: Step | None = None
     prepare_clear: Step | None = None
+
+
+ROGUE_PID_FILE = "/run/selfheal-lab-rogue.pid"
+# A rogue process outside any unit: setsid + nohup so it outlives the SSH session, then moved from
+# the session's cgroup (ssh.service here: the lab has no pam_systemd) to the host's root cgroup in
+# both hierarchies systemd uses, so /proc/PID/cgroup names no unit at all.
+_ROGUE = (
+    "setsid nohup sha256sum /dev/zero >/dev/null 2>&1 </dev/null & pid=$!; "
+    f"echo $pid > {ROGUE_PID_FILE}; "
+    "for h in systemd unified; do echo $pid > /sys/fs/cgroup/$h/cgroup.procs || exit 1; done"
+)
+_UNROGUE = (
+    f"if test -f {ROGUE_PID_FILE}; then kill $(cat {ROGUE_PID_FILE}) 2>/dev/null; "
+    f"rm -f {ROGUE_PID_FILE}; fi; true"
+)
 
 
 def _transient(unit: str, *argv: str, user: str | None = None) -> tuple[str, ...]:
@@ -109,6 +124,24 @@ FAULTS: dict[str, Fault] = {
         clear=services_web.INSTALL_CERT,
         prepare_clear=services_web.stage("valid"),
         group=WEB,
+    ),
+    "cpu_runaway": Fault(
+        description="a rogue sha256sum outside any unit burns a core (stop or renice it to heal)",
+        command=("sh", "-c", _ROGUE),
+        clear=("sh", "-c", _UNROGUE),
+    ),
+    "cpu_runaway_unit": Fault(
+        description=f"{DEMO_UNIT}'s own process starts a busy thread (SIGUSR1; restart heals)",
+        command=("systemctl", "kill", "--kill-whom=main", "--signal=SIGUSR1", DEMO_UNIT),
+        clear=("systemctl", "kill", "--kill-whom=main", "--signal=SIGUSR2", DEMO_UNIT),
+        group=APP,
+    ),
+    "memory_leak": Fault(
+        description=f"deploy demo release {demo_releases.LEAKY}, whose memory grows 20 MB/s up "
+                    f"to 384 MB (restart buys time; rolling back to {demo_releases.FIRST} heals)",
+        command=demo_releases.deploy_command(demo_releases.LEAKY),
+        clear=demo_releases.undeploy_command(demo_releases.LEAKY),
+        group=APP,
     ),
 }
 

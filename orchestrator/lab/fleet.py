@@ -32,6 +32,7 @@ from orchestrator.lab import (
     prometheus,
     services_blackbox,
     services_postgres,
+    services_process,
     services_web,
 )
 from orchestrator.lab.paths import (
@@ -195,6 +196,7 @@ def _host_checks(paths: LabPaths, host: HostRecord) -> dict[str, bool]:
     return {
         "ssh": ssh_ok(paths, host.name),
         "node_exporter": http_ok(f"http://{host.address}:{NODE_EXPORTER_PORT}/metrics"),
+        "process_exporter": services_process.healthy(host.address),
         **({"demo_app": http_ok(f"http://{host.address}:{DEMO_PORT}/healthz")}
            if layout.runs(host.name, layout.APP) else {}),
         **services_postgres.checks(host.name, host.address),

@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 from orchestrator.errors import PermanentError
-from orchestrator.lab import services_postgres, services_web
+from orchestrator.lab import services_postgres, services_process, services_web
 from orchestrator.lab.layout import MARKER_DIR, host_groups
 from orchestrator.lab.paths import DEMO_PORT, FILES_DIR, NODE_EXPORTER_PORT, LabPaths
 
@@ -74,6 +74,9 @@ def write_host_files(paths: LabPaths, name: str, address: str) -> list[str]:
         markers: MARKER_DIR,
         **{host_dir / file_name: target for file_name, (_, target) in services.items()},
     }
+    for file_name, (text, target) in services_process.host_files(address).items():
+        (host_dir / file_name).write_text(text, encoding="utf-8")
+        binds[host_dir / file_name] = target
     return [f"--bind-ro={source}:{target}" for source, target in binds.items()] + (
         services_web.host_files(paths, name, address))
 

@@ -21,7 +21,12 @@ import time
 from pathlib import Path
 
 from orchestrator.errors import ConfigError, PermanentError
-from orchestrator.lab import services_postgres, services_web
+from orchestrator.lab import (
+    demo_releases,
+    services_postgres,
+    services_process,
+    services_web,
+)
 from orchestrator.lab.paths import FILES_DIR, LabPaths
 from orchestrator.lab.progress import ProgressFn, report
 
@@ -43,6 +48,7 @@ PACKAGES = (
     "util-linux",
     *services_postgres.PACKAGES,
     *services_web.PACKAGES,
+    *services_process.PACKAGES,
 )
 # Units that would bind every address, poll hardware or slow the boot of a throw-away host.
 MASKED_UNITS = (
@@ -58,7 +64,7 @@ MASKED_UNITS = (
     "ssh.socket",
 )
 # Lab services with their own packages and image customisation (orchestrator/lab/services_*.py).
-SERVICES = (services_postgres, services_web)
+SERVICES = (services_postgres, services_process, services_web)
 # Bump when the customisation below changes in a way the version hash cannot see.
 RECIPE = 1
 MARKER = "etc/selfheal-lab-image.json"
@@ -95,7 +101,7 @@ def image_version() -> str:
     the source of each lab service module (their ``customise`` writes into the image)."""
     digest = hashlib.sha256()
     digest.update(json.dumps([SUITE, PACKAGES, MASKED_UNITS, RECIPE]).encode())
-    for module in SERVICES:
+    for module in (*SERVICES, demo_releases):
         digest.update(Path(module.__file__ or "").read_bytes())
     for path in sorted(FILES_DIR.iterdir()):
         if path.is_file():
@@ -196,9 +202,9 @@ def _customise(root: Path) -> None:
     (root / "etc/hostname").unlink(missing_ok=True)
     for key in (root / "etc/ssh").glob("ssh_host_*"):
         key.unlink()
-    for script in ("selfheal_demo.py", "selfheal_lab_fill.py"):  # the app, the fault injector
-        shutil.copyfile(FILES_DIR / script, root / "usr/local/bin" / script)
-        (root / "usr/local/bin" / script).chmod(0o755)
+    shutil.copyfile(FILES_DIR / "selfheal_lab_fill.py", root / "usr/local/bin/selfheal_lab_fill.py")
+    (root / "usr/local/bin/selfheal_lab_fill.py").chmod(0o755)  # the fault injector
+    demo_releases.customise(root)
     shutil.copyfile(
         FILES_DIR / "selfheal-demo.service", root / "etc/systemd/system/selfheal-demo.service"
     )
@@ -217,6 +223,7 @@ def _customise(root: Path) -> None:
         "etc/ssh/ssh_host_ed25519_key",
         "etc/ssh/ssh_host_ed25519_key.pub",
         "etc/default/selfheal-demo",
+        services_process.DEFAULTS_PATH.lstrip("/"),
     ):
         (root / point).touch()
     (root / "etc/selfheal-lab").mkdir(exist_ok=True)
