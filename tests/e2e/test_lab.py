@@ -63,6 +63,7 @@ def test_status_json_reports_every_host_healthy(fleet: lab.LabState) -> None:
         assert host["running"] and all(host["checks"].values())
         assert {"ssh", "node_exporter"} <= set(host["checks"])
         assert ("demo_app" in host["checks"]) == ("app" in host["groups"])
+        assert ("postgres" in host["checks"]) == ("db" in host["groups"])  # pg_up 1 there
 
 
 def test_bad_input_names_the_choices(fleet: lab.LabState) -> None:
