@@ -8,11 +8,10 @@ Phases (see orchestrator/drill.py): detect (injection to the incident being open
 to verified healthy). Each fault is drilled on the lab hosts that run what it needs, with the
 controller sweeping every ``--sweep-every`` seconds, and printed beside the seed article's target
 with the scrape and sweep intervals. Brings the lab up when it is not running and leaves it as it
-found it.
-Runs rotate over the lab hosts the fault fits (its group: db for db_pool_exhausted), each
-cleared afterwards (``lab.clear``), with a fresh state dir, the remediation's cooldown set to 0
-and no flapping limit, because both exist to stop repeated fixes on one host, which is what a
-benchmark does.
+found it. Runs rotate over the lab hosts the fault fits (its group: db for db_pool_exhausted),
+each cleared afterwards (``lab.clear``), with a fresh state dir, the remediation's cooldown set
+to 0 and no flapping limit, because both exist to stop repeated fixes on one host, which is what
+a benchmark does.
 """
 
 from __future__ import annotations
@@ -67,8 +66,9 @@ def lab_hosts_for(fault: str, hosts: list[str]) -> list[str]:
 
 def drill_fault(controller: Controller, fault: str, runs: int, sweep_every_s: float,
                 progress: Any) -> list[DrillResult]:
-    """``runs`` drills of ``fault``, rotating over the hosts that can have it; a fault the loop
-    did not heal is cleared by the lab, so the next drill starts from a healthy host."""
+    """``runs`` drills of ``fault``, rotating over the hosts that can have it; the lab clears
+    what is left of the fault after each (a filler unit, a staged file), healed or not, so the
+    next drill starts from a healthy host."""
     hosts = lab_hosts_for(fault, sorted(controller.inventory.hosts))
     results: list[DrillResult] = []
     task = progress.add_task(f"{fault} drills", total=runs)
@@ -76,8 +76,7 @@ def drill_fault(controller: Controller, fault: str, runs: int, sweep_every_s: fl
         host = hosts[i % len(hosts)]
         result = run_drill(controller, fault, host, lambda f, h: lab.inject(f, h).injected_at,
                            poll_s=sweep_every_s)
-        if not result.healed:
-            lab.clear(fault, host)
+        lab.clear(fault, host)
         results.append(result)
         progress.advance(task)
     return results

@@ -123,7 +123,8 @@ def test_prometheus_scrapes_the_tls_job(paths: LabPaths) -> None:
     assert {"tls/127.0.1.1:443"} == {t for t in prometheus.targets(paths)
                                      if t.startswith("tls/")}
     config = yaml.safe_load(paths.prometheus_config.read_text())
-    assert [j["job_name"] for j in config["scrape_configs"]] == ["node", "demo", "postgres", "tls", "process"]
+    jobs = [j["job_name"] for j in config["scrape_configs"]]
+    assert jobs == ["node", "demo", "postgres", "tls", "process"]
 
 
 def test_certificate_faults_are_staged_cleared_and_need_a_web_host() -> None:
