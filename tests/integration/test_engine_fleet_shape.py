@@ -32,9 +32,9 @@ from tests.integration.test_engine_guardrails import FakeResult
 
 KEY = b"k" * 32
 pytestmark = pytest.mark.integration
-NET = "127.0.7"  # this module's hosts
+NET = "127.0.16"  # this module's hosts (unused by any other module)
 HOSTS = {"web1": 1, "db1": 2, "plain1": 3}
-SERIES = 'selfheal_test_service_up{instance=~"127\\\\.0\\\\.7\\\\..*"'
+SERIES = 'selfheal_test_service_up{instance=~"127\\\\.0\\\\.16\\\\..*"'
 
 FAULTS = f"""
 signals:
