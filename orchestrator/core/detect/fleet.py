@@ -13,11 +13,12 @@ costs the same number of numpy calls as one host. Detectors:
 ``iforest``     an IsolationForest over the vector of baseline surprises (needs a trained model)
 
 Units: every count ``*_points`` (``confirm_points``, a pattern's ``for_points``, the baseline's
-``warmup_points``, ``quiet_points``, ``memory_points``) counts *points*, one sample per series at
-the detector's step ``step_s`` (60 s by default; ``baseline train --step``). The sweep feeds at most
-one point per step whatever ``sweep --every`` is (``orchestrator.detection``), so 10 confirmation
-points are 10 minutes; ``detect-csv`` and the NAB benchmark count rows, as NAB does. Times that
-are in seconds say so (``for_s``, ``window_s``, ``dedup_s``).
+``warmup_points``, ``settle_points``, ``quiet_points``, ``memory_points``) counts *points*, one
+sample per series at the detector's step ``step_s`` (60 s by default; ``baseline train --step``).
+The sweep feeds at most one point per step whatever ``sweep --every`` is
+(``orchestrator.detection``), so 10 confirmation points are 10 minutes; ``detect-csv`` and the
+NAB benchmark count rows, as NAB does. Times that are in seconds say so (``for_s``, ``window_s``,
+``dedup_s``).
 
 ``train_detector`` replays a history window (incident windows masked out) and fits the forest;
 ``reindexed`` carries a trained detector over to another host list (new hosts start fresh).
@@ -91,7 +92,7 @@ class FleetDetector:
         if unknown:
             raise ValueError(f"unknown detectors {sorted(unknown)}; use {DETECTORS}")
         n = len(self.hosts)
-        self.params = params or BaselineParams.from_mapping(dict(rules.defaults.baseline))
+        self.params = params or rules.defaults.baseline_params()
         self.signals = rules.all_signals
         self.baselines = {s: BaselineState.new(n, self.params) for s in self.signals}
         self.clock = ThresholdClock(n)
