@@ -33,11 +33,12 @@ from orchestrator.core.detect import nab  # noqa: E402
 from orchestrator.core.detect.combiner import Candidate, combine  # noqa: E402
 from orchestrator.core.detect.fleet import LEARNED, FleetDetector, train_detector  # noqa: E402
 from orchestrator.core.detect.iforest import fit_forest  # noqa: E402
-from orchestrator.core.detect.rules import DetectionRules, parse_detection  # noqa: E402
+from orchestrator.core.detect.rules import DetectionRules  # noqa: E402
 from orchestrator.core.detect.stream import (  # noqa: E402
     BaselineParams,
     score_series,
 )
+from orchestrator.rules import load_detection  # noqa: E402
 
 NAB_DIR = ROOT.parent / "shared" / "datasets" / "nab-tuning"
 GRACE_S = 3600.0  # a finding up to an hour after a fault window still belongs to it
@@ -66,8 +67,7 @@ RELEVANT = {
 
 
 def load_rules() -> DetectionRules:
-    path = ROOT / "rules" / "detection.yml"
-    return parse_detection(path.read_text(), str(path))
+    return load_detection(ROOT / "rules")
 
 
 # --- NAB -------------------------------------------------------------------------------------
@@ -338,7 +338,7 @@ def run_speed(hosts: int = 10_000, train_hosts: int = 1_000, train_days: float =
     rules = load_rules()
     rng = np.random.default_rng(1)
     names = [f"h{i}" for i in range(hosts)]
-    signals = [s for s in rules.signals if s != "up"][:8]
+    signals = [s for s in rules.signals if s != "node_up"][:8]
     fd = FleetDetector(rules, names, detectors=LEARNED)
     t0 = 1_700_000_000.0
     # Warm the state with a few sweeps (a trained model would come from the store).

@@ -18,7 +18,7 @@ import numpy as np
 DAY = 86400.0
 STEP = 60.0
 SIGNALS = ("cpu", "load", "memory_available", "disk_available", "network_in", "network_out",
-           "service_rss", "service_cpu", "up")
+           "service_rss", "service_cpu", "node_up")
 START = 1_700_006_400.0  # a Wednesday, 00:00 UTC
 
 
@@ -68,7 +68,7 @@ def generate(seed: int = 7, hosts: int = 10, days: int = 14) -> Scenario:
     v["network_out"] = 3e6 * (1.3 + 0.5 * daily) * rng.lognormal(0, 0.15, (rows, hosts))
     v["service_rss"] = rng.uniform(4e8, 8e8, hosts) * h * (1 + rng.normal(0, 0.01, (rows, hosts)))
     v["service_cpu"] = 0.1 + 0.05 * daily * h + rng.normal(0, 0.01, (rows, hosts))
-    v["up"] = np.ones((rows, hosts))
+    v["node_up"] = np.ones((rows, hosts))
     events: list[Event] = []
 
     def win(start: float, minutes: float) -> np.ndarray:
@@ -97,7 +97,7 @@ def generate(seed: int = 7, hosts: int = 10, days: int = 14) -> Scenario:
         i = int(rng.integers(hosts))
         s = START + float(rng.integers(1, days * 24 - 1)) * 3600 + 600
         j = int(np.searchsorted(t, s))
-        v["up"][j, i] = 0.0
+        v["node_up"][j, i] = 0.0
         ramp = np.linspace(0.3, 1.0, 20)
         v["service_rss"][j:j + 20, i] *= ramp
         v["memory_available"][j:j + 20, i] += 0.1 * (1 - ramp)

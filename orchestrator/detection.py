@@ -36,9 +36,9 @@ from typing import Any
 import numpy as np
 
 from orchestrator.config import Settings
-from orchestrator.core.detect import DetectionRules, FleetDetector, combine, parse_detection
-from orchestrator.errors import RulesError
+from orchestrator.core.detect import DetectionRules, FleetDetector, combine
 from orchestrator.models import Finding
+from orchestrator.rules import load_detection, load_signals
 from orchestrator.sources.prometheus import QueryFn, instance_host
 from orchestrator.store.baselines import (
     BaselineHealth,
@@ -80,14 +80,9 @@ def baseline_dir(settings: Settings) -> Path:
 
 
 def load_detection_rules(settings: Settings) -> DetectionRules:
-    """``rules/detection.yml`` from ``settings.rules.dir``; RulesError names file and fix."""
-    path = settings.rules.dir / "detection.yml"
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise RulesError(f"{path}: cannot be read ({exc.strerror}); set rules.dir in selfheal.yml "
-                         "to the folder holding detection.yml") from exc
-    return parse_detection(text, str(path))
+    """``rules/detection.yml`` over ``signals.yml`` from ``settings.rules.dir``; a RulesError
+    names the file and the fix."""
+    return load_detection(settings.rules.dir)
 
 
 def _utc(ts: float) -> str:
@@ -123,13 +118,21 @@ class AnomalyWatch:
 
     def __init__(self, settings: Settings, query: QueryFn, hosts_by_address: Mapping[str, str],
                  clock: Callable[[], float] = time.time,
-                 max_state_age_s: float = MAX_STATE_AGE_S) -> None:
+                 max_state_age_s: float = MAX_STATE_AGE_S,
+                 groups: Mapping[str, tuple[str, ...]] | None = None) -> None:
         self.settings = settings
+        # which hosts must have each signal (signals.yml applies_to): a missing sample elsewhere
+        # is "not exported here", not unknown
+        catalog = load_signals(settings.rules.dir)  # read once, for this and the rules below
+        self.required = {
+            name: {h for h in set(hosts_by_address.values())
+                   if catalog[name].required_on((groups or {}).get(h, ()))}
+            for name in catalog}
         self.query = query
         self.hosts_by_address = dict(hosts_by_address)
         self.clock = clock
         self.max_state_age_s = max_state_age_s
-        self.rules = load_detection_rules(settings)
+        self.rules = load_detection(settings.rules.dir, catalog)
         self.hosts = tuple(sorted(set(self.hosts_by_address.values())))
         address_of: dict[str, str] = {}
         for address, host in sorted(self.hosts_by_address.items()):
@@ -142,6 +145,9 @@ class AnomalyWatch:
         self.model_status = ""
         self.model_stamp: tuple[tuple[int, int] | None, tuple[int, int] | None] = (None, None)
         self.last_raised: dict[tuple[str, str], float] = {}
+        # every detector opinion of the last step, undeduplicated: (host, signal, detector);
+        # fault rules with when_detected fire on these while the condition lasts
+        self.opinions: frozenset[tuple[str, str, str]] = frozenset()
         self.notes: list[str] = []
         now = clock()
         self._load_model(now)
@@ -320,7 +326,8 @@ class AnomalyWatch:
         self._check_model(now)
         values, refused = self._values()
         unknown = tuple((h, s) for s, x in values.items()
-                        for h in np.asarray(self.hosts)[np.isnan(x)].tolist())
+                        for h in np.asarray(self.hosts)[np.isnan(x)].tolist()
+                        if h in self.required.get(s, self.hosts))
         unknown_hosts = tuple(sorted({h for h, _ in unknown}))
         det = self.detector
         findings: tuple[Finding, ...] = ()
@@ -335,6 +342,7 @@ class AnomalyWatch:
                                        self.last_raised)
             if persist:
                 self.last_raised = raised
+                self.opinions = frozenset((c.host, c.subject, c.detector) for c in candidates)
                 self._save(now)
         notes, self.notes = tuple(self.notes), []
         return AnomalyReport(findings=findings, model_status=self.model_status,

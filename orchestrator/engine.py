@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
@@ -21,6 +21,7 @@ from orchestrator.core.diagnose import HostVerdict, diagnose
 from orchestrator.core.lifecycle import IllegalTransition, advance
 from orchestrator.core.plan import build_plan, first_remediation, plan_digest
 from orchestrator.core.policy import PastRun, PolicyState, decide
+from orchestrator.core.signals import Signal
 from orchestrator.detection import AnomalyReport, AnomalyWatch
 from orchestrator.errors import PermanentError, SourceUnavailable, TargetError
 from orchestrator.execute.inventory import Inventory
@@ -58,6 +59,7 @@ class Action:
     remediation_started_at: float | None = None
     remediation_finished_at: float | None = None
     resolved_at: float | None = None
+    subject: str = ""  # which of the host's series ("unit=nginx.service"); "" when host-wide
 
     @property
     def needs_human(self) -> bool:
@@ -107,9 +109,10 @@ class _SweepView:
     """What every admission in one sweep shares, read from the store once."""
 
     broken: int
+    unknown: int
     fleet: int
     dry_run: bool
-    active: Mapping[tuple[str, str], Incident]
+    active: Mapping[tuple[str, str, str], Incident]  # (host, fault, subject)
     history: list[PastRun]
 
 
@@ -139,15 +142,22 @@ class Controller:
     def look(self) -> tuple[list[HostVerdict], tuple[str, ...], str | None]:
         now = self.clock()
         hosts = list(self.inventory.hosts)
+        faults = self.rules.faults
         try:
-            obs = self.source.observe(self.rules.faults.signals.values(),
+            obs = self.source.observe([faults.signals[s] for s in faults.used_signals],
                                       self.inventory.by_prometheus_host(), now)
         except SourceUnavailable as exc:
             log.error("source unavailable", extra={"error": str(exc)})
             unknown = [HostVerdict(h, Health.UNKNOWN, (), (f"no data: {exc}",)) for h in hosts]
             return unknown, (), str(exc)
-        verdicts = diagnose(obs.findings, self.rules.faults, hosts)
+        groups = {name: host.groups for name, host in self.inventory.hosts.items()}
+        verdicts = diagnose(obs.findings, faults, hosts, groups, self._detected())
         return verdicts, obs.refused, None
+
+    def _detected(self) -> frozenset[tuple[str, str, str]]:
+        """The learned detectors' opinions from their last step (the previous sweep's, so
+        rules never wait on the detectors' queries): (host, signal, detector)."""
+        return self.watch.opinions if self.watch is not None else frozenset()
 
     # -- one sweep -----------------------------------------------------------------------------
     def sweep(self, dry_run: bool = False) -> SweepReport:
@@ -191,9 +201,11 @@ class Controller:
     def _view(self, verdicts: list[HostVerdict], now: float, dry_run: bool) -> _SweepView:
         """What every admission shares, read from the store once per sweep."""
         return _SweepView(
-            broken=sum(1 for v in verdicts if v.health is not Health.HEALTHY),
+            broken=sum(1 for v in verdicts if v.health is Health.FIRING),
+            unknown=sum(1 for v in verdicts if v.health is Health.UNKNOWN),
             fleet=len(verdicts), dry_run=dry_run,
-            active={} if dry_run else {(i.host, i.fault): i for i in self.store.active()},
+            active={} if dry_run else {(i.host, i.fault, i.subject): i
+                                       for i in self.store.active()},
             history=self.store.history(now - self.history_window()))
 
     def retry(self, incident_id: int, by: str) -> Action:
@@ -220,18 +232,19 @@ class Controller:
             raise SourceUnavailable(f"cannot re-plan without data: {error}")
         verdict = next((v for v in verdicts if v.host == incident.host), None)
         diagnosis = next((d for d in (verdict.diagnoses if verdict else ())
-                          if d.fault == incident.fault), None)
+                          if d.fault == incident.fault and d.subject == incident.subject), None)
         fault = self.rules.faults.faults.get(incident.fault)
         if diagnosis is None:
             # judged on the fault's own signals: another fault firing on the host says nothing
-            unknown = verdict is None or fault is None or not verdict.cleared(fault)
+            unknown = verdict is None or fault is None or not verdict.cleared(
+                fault, incident.subject, self.rules.faults)
             why = (f"{incident.fault} on {incident.host} cannot be judged now (its signals are "
                    "unknown, or the host itself is down): nothing is retried" if unknown
                    else f"{incident.fault} is not firing on {incident.host} now; nothing to "
                    "retry (the next sweep settles the incident)")
             return Action(incident.host, incident.fault, "unknown" if unknown else "none",
                           "unknown" if unknown else "not_firing", incident.remediation,
-                          incident.id, (why,), incident.detected_at)
+                          incident.id, (why,), incident.detected_at, subject=incident.subject)
         now = self.clock()
         origin = {}
         if incident.state.is_terminal:
@@ -279,8 +292,9 @@ class Controller:
                 self._gone(incident, "its host left the inventory" if verdict is None
                            else "its fault left the rules", now)
                 continue
-            cleared = verdict.cleared(fault)
-            firing = any(d.fault == incident.fault for d in verdict.diagnoses)
+            cleared = verdict.cleared(fault, incident.subject, self.rules.faults)
+            firing = any(d.fault == incident.fault and d.subject == incident.subject
+                         for d in verdict.diagnoses)
             if incident.state.is_terminal:
                 if cleared:  # escalated, rolled back or suppressed: the fault is gone now
                     self.store.mark_cleared(incident, now)
@@ -322,7 +336,10 @@ class Controller:
         """
         now = self.clock()
         dry_run = view.dry_run
-        existing = view.active.get((d.host, d.fault))
+        existing = view.active.get((d.host, d.fault, d.subject))
+        kin = self._kin(d, view) if existing is None else None
+        if kin is not None and kin.state not in (S.SUPPRESSED, S.HELD):
+            return self._open_action(kin)  # the same symptom is already in hand as another fault
         if existing is not None:
             if existing.state is S.SUPPRESSED:
                 # suppressed by a maintenance window: look again once it may have ended
@@ -337,7 +354,8 @@ class Controller:
         incident = existing
         if incident is None and not dry_run:
             incident = self.store.open_incident(d.host, d.fault, now, {
-                "evidence": list(d.evidence), "confidence": d.confidence, **(origin or {})})
+                "evidence": list(d.evidence), "confidence": d.confidence,
+                **({"subject": d.subject} if d.subject else {}), **(origin or {})})
         if incident is not None and incident.state is S.DETECTED:
             incident = self._move(incident, S.DIAGNOSED, f"diagnosed by {d.diagnosed_by}")
         if entry is None:
@@ -368,8 +386,10 @@ class Controller:
                                       f"{entry.name} {dict(plan.params)}" if reask else
                                       f"plan changed: {entry.name} {dict(plan.params)}",
                                       tell=reask, **changes)
-        pending = [PastRun(a.plan.targets[0], a.plan.remediation, now, False) for a in queued]
+        pending = [PastRun(a.plan.targets[0], a.plan.remediation, now, False, a.plan.subject)
+                   for a in queued]
         state = PolicyState(now=now, fleet_size=view.fleet, broken_hosts=view.broken,
+                            unknown_hosts=view.unknown,
                             running=self._running + len(queued), history=view.history,
                             pending=pending)
         decision = decide(plan, self.rules.policy, state, dry_run, approved=approved)
@@ -389,15 +409,28 @@ class Controller:
             state_now = incident.state.value if incident else S.PLANNED.value
             return Action(d.host, d.fault, verdict.value, state_now, entry.name,
                           incident.id if incident else None, decision.reasons,
-                          incident.detected_at if incident else None)
+                          incident.detected_at if incident else None, subject=d.subject)
         return self._stop(incident, d, end, verdict.value, decision.reasons, entry.name)
+
+    def _kin(self, d: Diagnosis, view: _SweepView) -> Incident | None:
+        """An active incident on the same host and subject for a fault that supersedes this
+        one or that this one supersedes (a crash seen both by its scrape and by systemd)."""
+        faults = self.rules.faults.faults
+        mine = faults.get(d.fault)
+        for (host, fault, subject), incident in view.active.items():
+            other = faults.get(fault)
+            if host != d.host or subject != d.subject or other is None or mine is None:
+                continue
+            if fault in mine.supersedes or d.fault in other.supersedes:
+                return incident
+        return None
 
     def _open_action(self, incident: Incident | None) -> Action:
         assert incident is not None
         return Action(incident.host, incident.fault, "open", incident.state.value,
                       incident.remediation, incident.id,
                       (f"incident {incident.id} is {incident.state.value}",),
-                      incident.detected_at)
+                      incident.detected_at, subject=incident.subject)
 
     def _approval_valid(self, incident: Incident, digest: str, now: float) -> bool:
         """Approved by someone who is an approver now, recently, for exactly this plan."""
@@ -411,11 +444,12 @@ class Controller:
     def _in_maintenance(self, host: str, now: float) -> bool:
         return any(w.covers(host, now) for w in self.rules.policy.maintenance_windows)
 
-    def policy_state(self, now: float, broken_hosts: int, fleet_size: int | None = None
-                     ) -> PolicyState:
+    def policy_state(self, now: float, broken_hosts: int, fleet_size: int | None = None,
+                     unknown_hosts: int = 0) -> PolicyState:
         """The guardrails' view for a plan judged outside a sweep (by hand, diagnose, demo):
         nothing running in this process, the run history from the store."""
         return PolicyState(now=now, broken_hosts=broken_hosts, running=0,
+                           unknown_hosts=unknown_hosts,
                            fleet_size=len(self.inventory.hosts) if fleet_size is None
                            else fleet_size,
                            history=self.store.history(now - self.history_window()))
@@ -435,7 +469,7 @@ class Controller:
                                "state": state.value, "reasons": list(reasons)})
         return Action(d.host, d.fault, verdict, state.value, remediation,
                       incident.id if incident else None, reasons,
-                      incident.detected_at if incident else None)
+                      incident.detected_at if incident else None, subject=d.subject)
 
     def _move(self, incident: Incident, to: S, note: str, tell: bool = False,
               **changes: Any) -> Incident:
@@ -459,11 +493,12 @@ class Controller:
         except Exception as exc:  # report it with the others
             log.exception("check mode run failed", extra={"host": host})
             return Action(host, plan.fault, "failed", "check_failed", plan.remediation, None,
-                          (f"{type(exc).__name__}: {str(exc)[:300]}",))
+                          (f"{type(exc).__name__}: {str(exc)[:300]}",), subject=plan.subject)
         return Action(host, plan.fault, Verdict.DRY_RUN.value,
                       "would_remediate" if outcome.status is OutcomeStatus.SUCCEEDED
                       else "check_failed", plan.remediation, None,
-                      (f"check mode: {outcome.status.value}", *outcome.messages))
+                      (f"check mode: {outcome.status.value}", *outcome.messages),
+                      subject=plan.subject)
 
     def _remediate(self, incident: Incident | None, plan: Plan) -> Action:
         """Heal one incident; any error escalates it instead of ending the sweep."""
@@ -485,7 +520,8 @@ class Controller:
         if not current.state.is_terminal:
             self._move(current, S.ESCALATED, note)
         return Action(incident.host, incident.fault, "failed", S.ESCALATED.value,
-                      plan.remediation, incident.id, (note,), incident.detected_at)
+                      plan.remediation, incident.id, (note,), incident.detected_at,
+                      subject=incident.subject)
 
     def _heal(self, incident: Incident, plan: Plan) -> Action:
         host = plan.targets[0]
@@ -507,7 +543,10 @@ class Controller:
             return self._finish(incident, plan, S.ESCALATED, outcome,
                                 f"the run touched hosts the plan did not name "
                                 f"{list(outcome.extra_hosts)}; escalated, look at them")
-        healthy = self._verify(plan, host, outcome)
+        # a failed play is looked at once (it may have fixed the fault before failing), not
+        # waited on for the whole verify window: its rollback should start now
+        healthy = self._verify(plan, host, outcome,
+                               once=outcome.status is not OutcomeStatus.SUCCEEDED)
         if outcome.status is OutcomeStatus.SUCCEEDED and healthy:
             return self._finish(incident, plan, S.RESOLVED, outcome,
                                 f"{plan.verify_signal} healthy on a fresh sample")
@@ -538,25 +577,22 @@ class Controller:
         self.store.finish_run(run_id, host, plan.remediation, phase, outcome, incident_id)
         return outcome
 
-    def _verify(self, plan: Plan, host: str, outcome: Outcome) -> bool:
-        """Wait for the verify signal to be healthy on a sample taken after the play ended."""
+    def _verify(self, plan: Plan, host: str, outcome: Outcome, once: bool = False) -> bool:
+        """Wait for the verify signal to be healthy on a sample taken after the play ended
+        (``once``: look at one fresh sample, do not wait out the verify window)."""
         entry = self.rules.catalog.get(plan.remediation)
         timeout = entry.verify.timeout_s if entry else 30.0
         signal = self.rules.faults.signals[plan.verify_signal]
         address = self.inventory.hosts[host].prometheus_host
-        deadline = self.clock() + timeout
+        deadline = self.clock() + (min(timeout, 2.0) if once else timeout)
         while self.clock() < deadline:
             try:
                 obs = self.source.observe([signal], {address: host}, self.clock())
             except SourceUnavailable:
                 obs = None
-            if obs is not None:
-                mine: list[Finding] = [f for f in obs.findings if f.host == host
-                                       and _same_series(f.labels, plan.labels)]
-                fresh = [f for f in mine if f.observed_at > outcome.finished_at]
-                if mine and len(fresh) == len(mine) and all(
-                        f.health is Health.HEALTHY for f in fresh):
-                    return True
+            if obs is not None and _recovered(obs.findings, signal, plan, host,
+                                              outcome.finished_at):
+                return True
             self.sleep(self.verify_poll_s)
         return False
 
@@ -572,7 +608,28 @@ class Controller:
         return Action(incident.host, incident.fault, Verdict.RUN.value, state.value,
                       plan.remediation, incident.id, (note, *outcome.messages[:3]),
                       incident.detected_at, incident.remediation_started_at,
-                      incident.remediation_finished_at, incident.resolved_at)
+                      incident.remediation_finished_at, incident.resolved_at,
+                      subject=incident.subject)
+
+
+def _recovered(findings: Iterable[Finding], signal: Signal, plan: Plan, host: str,
+               after: float) -> bool:
+    """The plan's series of ``signal`` on ``host`` is healthy on samples newer than ``after``.
+
+    For a signal with a subject, the plan's subject is judged; a subject whose series is gone
+    while the host's other series of the signal are fresh (the rogue process ended) counts as
+    recovered.
+    """
+    found = [f for f in findings if f.host == host and not f.absent]
+    if signal.subject and plan.subject:
+        mine = [f for f in found if signal.subject_of(f.labels) == plan.subject]
+        if not mine:
+            return any(f.observed_at > after for f in found)
+    else:
+        mine = [f for f in found if _same_series(f.labels, plan.labels)]
+    fresh = [f for f in mine if f.observed_at > after]
+    return bool(mine) and len(fresh) == len(mine) and all(
+        f.health is Health.HEALTHY for f in fresh)
 
 
 def _same_series(labels: Mapping[str, str], target: Mapping[str, str]) -> bool:

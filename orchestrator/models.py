@@ -51,6 +51,7 @@ class Finding:
     source: str = "rule"
     evidence: tuple[str, ...] = ()
     labels: Mapping[str, str] = field(default_factory=lambda: _frozen(None))
+    absent: bool = False  # no series at all for the host (unknown only where it is required)
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class Diagnosis:
     remediations: tuple[str, ...]
     diagnosed_by: str = "rules"
     labels: Mapping[str, str] = field(default_factory=lambda: _frozen(None))
+    subject: str = ""  # which of the host's series: "unit=nginx.service", "" when host-wide
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ class Plan:
     check_first: bool
     verify_signal: str
     labels: Mapping[str, str] = field(default_factory=lambda: _frozen(None))
+    subject: str = ""  # the series it fixes on its host ("unit=nginx.service"), from the diagnosis
 
 
 class Verdict(StrEnum):
@@ -186,6 +189,11 @@ class Incident:
     @property
     def is_open(self) -> bool:
         return not self.state.is_terminal
+
+    @property
+    def subject(self) -> str:
+        """Which of the host's series the incident is about ("" when host-wide)."""
+        return str(self.detail.get("subject", ""))
 
 
 @dataclass(frozen=True)

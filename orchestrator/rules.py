@@ -6,14 +6,17 @@ Called once per command by the CLI (and by tests with their own folders). Also r
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from orchestrator.core.catalog import Catalog, check_role_arguments, parse_catalog
+from orchestrator.core.detect.rules import DetectionRules, parse_detection
 from orchestrator.core.faults import FaultRules, parse_faults
 from orchestrator.core.policy import Policy, parse_policy
+from orchestrator.core.signals import Signal, parse_signals
 from orchestrator.errors import RulesError
 
 
@@ -26,8 +29,8 @@ class Rules:
 
 def _read(path: Path) -> str:
     if not path.is_file():
-        raise RulesError(f"{path}: missing; every rules folder needs faults.yml, "
-                         "remediations.yml and policy.yml")
+        raise RulesError(f"{path}: missing; every rules folder needs signals.yml, faults.yml, "
+                         "remediations.yml and policy.yml (detection.yml for the detectors)")
     return path.read_text()
 
 
@@ -50,13 +53,28 @@ def role_options(roles_dir: Path) -> dict[str, set[str] | None]:
     return found
 
 
+def load_signals(rules_dir: Path) -> Mapping[str, Signal]:
+    """The signal catalog, ``signals.yml``, shared by fault rules and detectors."""
+    path = rules_dir / "signals.yml"
+    return parse_signals(_read(path), str(path))
+
+
+def load_detection(rules_dir: Path, catalog: Mapping[str, Signal] | None = None
+                   ) -> DetectionRules:
+    """``detection.yml`` over the signal catalog (read from ``rules_dir`` unless the caller
+    already has it); errors name the file, line and fix."""
+    path = rules_dir / "detection.yml"
+    return parse_detection(_read(path), str(path),
+                           catalog if catalog is not None else load_signals(rules_dir))
+
+
 def load_rules(rules_dir: Path, roles_dir: Path) -> Rules:
-    """Load and cross-check the three rules files; errors name the file, line and fix."""
+    """Load and cross-check the rules files; errors name the file, line and fix."""
     rem_path = rules_dir / "remediations.yml"
     catalog = parse_catalog(_read(rem_path), str(rem_path))
     check_role_arguments(catalog, role_options(roles_dir), str(rem_path))
     faults_path = rules_dir / "faults.yml"
-    faults = parse_faults(_read(faults_path), catalog, str(faults_path))
+    faults = parse_faults(_read(faults_path), catalog, load_signals(rules_dir), str(faults_path))
     policy_path = rules_dir / "policy.yml"
     policy = parse_policy(_read(policy_path), str(policy_path))
     return Rules(catalog=catalog, faults=faults, policy=policy)

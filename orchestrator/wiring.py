@@ -48,7 +48,8 @@ def controller_for(settings: Settings, rules: Rules | None = None,
     watch = None
     if (settings.rules.dir / "detection.yml").is_file():
         try:
-            watch = AnomalyWatch(settings, query, inventory.by_prometheus_host())
+            watch = AnomalyWatch(settings, query, inventory.by_prometheus_host(),
+                                 groups={n: h.groups for n, h in inventory.hosts.items()})
         except RulesError:
             raise  # a broken detection.yml is the operator's to fix: say so, exit 2
         except Exception:  # detection is advisory; a bad model or state must not stop healing

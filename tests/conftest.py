@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from orchestrator.config import PROJECT_ROOT
 from orchestrator.rules import Rules, load_rules
@@ -26,3 +27,31 @@ def rules_copy(tmp_path: Path) -> Path:
     for f in RULES_DIR.glob("*.yml"):
         (target / f.name).write_text(f.read_text())
     return target
+
+
+def write_fault_rules(rules_dir: Path, text: str) -> None:
+    """Write a test's ``signals:`` + ``faults:`` YAML as signals.yml and faults.yml.
+
+    The project's own signals are kept beside the test's (the catalog's verify signals must
+    exist); only the signals the test's faults use are ever queried.
+    """
+    data = yaml.safe_load(text)
+    signals = yaml.safe_load((RULES_DIR / "signals.yml").read_text())["signals"]
+    signals.update(data.get("signals") or {})
+    rules_dir.mkdir(parents=True, exist_ok=True)
+    (rules_dir / "signals.yml").write_text(yaml.safe_dump({"signals": signals}))
+    (rules_dir / "faults.yml").write_text(yaml.safe_dump({"faults": data["faults"]}))
+
+
+def write_detection_rules(rules_dir: Path, text: str) -> None:
+    """Write a test's standalone detection YAML (its own ``signals:``, ``threshold`` for
+    ``firing_when``) as signals.yml and detection.yml."""
+    data = yaml.safe_load(text)
+    signals = {name: {("firing_when" if k == "threshold" else k): v for k, v in body.items()}
+               for name, body in data.pop("signals").items()}
+    rules_dir.mkdir(parents=True, exist_ok=True)
+    catalog = rules_dir / "signals.yml"
+    if catalog.exists():  # beside a test's fault rules: one catalog holds both
+        signals = {**yaml.safe_load(catalog.read_text())["signals"], **signals}
+    catalog.write_text(yaml.safe_dump({"signals": signals}))
+    (rules_dir / "detection.yml").write_text(yaml.safe_dump(data))

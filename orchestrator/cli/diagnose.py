@@ -47,9 +47,11 @@ def diagnose(host: str = typer.Argument(..., help="inventory host name"),
             continue
         now = time.time()
         state = controller.policy_state(
-            now, sum(1 for v in verdicts if v.health is not Health.HEALTHY), len(verdicts))
+            now, sum(1 for v in verdicts if v.health is Health.FIRING), len(verdicts),
+            unknown_hosts=sum(1 for v in verdicts if v.health is Health.UNKNOWN))
         decision = decide(plan, controller.rules.policy, state)
-        plans.append({"fault": d.fault, "remediation": entry.name, "role": plan.role,
+        plans.append({"fault": d.fault, "subject": d.subject, "remediation": entry.name,
+                      "role": plan.role,
                       "params": dict(plan.params), "risk_tier": plan.risk_tier,
                       "verdict": decision.verdict.value, "reasons": list(decision.reasons)})
     anomalies = controller.detect(time.time(), persist=False) if error is None else None
@@ -74,7 +76,8 @@ def diagnose(host: str = typer.Argument(..., help="inventory host name"),
         for note in verdict.notes:
             console.print(f"  note: {note}", highlight=False)
         for d in verdict.diagnoses:
-            console.print(f"  fault [red]{d.fault}[/] (confidence {d.confidence:.2f})")
+            console.print(f"  fault [red]{d.fault}[/]{f' ({d.subject})' if d.subject else ''} "
+                          f"(confidence {d.confidence:.2f})")
             for e in d.evidence:
                 console.print(f"    evidence: {e}", highlight=False)
         for p in plans:

@@ -38,7 +38,8 @@ def hosts_table(report: SweepReport) -> Table:
     for v in report.verdicts:
         colour = _COLOUR[v.health]
         table.add_row(v.host, f"[{colour}]{v.health.value}[/]",
-                      ", ".join(d.fault for d in v.diagnoses) or "-", "; ".join(v.notes) or "")
+                      ", ".join(d.fault + (f" ({d.subject})" if d.subject else "")
+                                for d in v.diagnoses) or "-", "; ".join(v.notes) or "")
     return table
 
 
@@ -47,7 +48,8 @@ def actions_table(report: SweepReport) -> Table:
     for col in ("host", "fault", "remediation", "verdict", "state", "incident", "why"):
         table.add_column(col)
     for a in report.actions:
-        table.add_row(a.host, a.fault, a.remediation or "-", a.verdict, a.state,
+        table.add_row(a.host, a.fault + (f" ({a.subject})" if a.subject else ""),
+                      a.remediation or "-", a.verdict, a.state,
                       str(a.incident_id or "-"), "; ".join(a.reasons)[:160])
     return table
 

@@ -1,47 +1,35 @@
-"""Signals and fault rules (``rules/faults.yml``): what reveals each fault and what may fix it.
+"""Fault rules (``rules/faults.yml``): what reveals each fault and what may fix it.
 
-A *signal* is one PromQL expression evaluated once for the whole fleet; each returned series is a
-host's sample, judged FIRING when ``firing_when`` holds. A *fault* fires on a host when all of its
-``when_firing`` signals fire there and all of its ``when_healthy`` signals are healthy there.
-Parsed from YAML text by ``parse_faults``; used by ``diagnose`` and ``sources.prometheus``.
+A fault fires on a host when all of its ``when_firing`` signals (from the signal catalog,
+``core.signals``) fire there, every ``when_detected`` detector finding is present there, and all
+of its ``when_healthy`` signals are known to be healthy there. A fault whose lead signal has a
+``subject`` (a unit, a mount point) fires once per firing subject. ``supersedes`` names less
+specific faults that the same symptom also matches (a leak after a deploy supersedes a plain
+leak): when both fire on one host and subject, only this one is diagnosed. Parsed from YAML text
+by ``parse_faults``; used by ``diagnose`` and the engine.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.core.catalog import NAME, Catalog
-from orchestrator.core.comparison import Comparison, parse_comparison
 from orchestrator.core.rulefile import fail, load_with_lines, validate
+from orchestrator.core.signals import Signal
 
 
 class _Rule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Signal(_Rule):
-    """One fleet-wide PromQL expression and when its value means trouble."""
+class Detected(_Rule):
+    """A learned detector's finding that triggers a fault (e.g. a disk forecast to fill)."""
 
-    name: str = Field(pattern=NAME)
-    promql: str = Field(min_length=1)
-    firing_when: str
-    description: str = ""
-
-    @field_validator("firing_when")
-    @classmethod
-    def _condition(cls, v: str) -> str:
-        parse_comparison(v)  # a malformed one is refused at load time, naming file and line
-        return v
-
-    @property
-    def comparison(self) -> Comparison:
-        return parse_comparison(self.firing_when)
-
-    def fires(self, value: float) -> bool:
-        """True when ``value`` meets ``firing_when``; never for NaN or an infinity (unknown)."""
-        return self.comparison.holds(value)
+    signal: str
+    detector: Literal["thresholds", "baseline", "forecast", "patterns", "iforest"]
 
 
 class Fault(_Rule):
@@ -49,48 +37,79 @@ class Fault(_Rule):
 
     name: str = Field(pattern=NAME)
     description: str
-    when_firing: tuple[str, ...] = Field(min_length=1)
+    when_firing: tuple[str, ...] = ()
+    when_detected: tuple[Detected, ...] = ()
     when_healthy: tuple[str, ...] = ()
+    supersedes: tuple[str, ...] = ()
     remediations: tuple[str, ...] = ()
+
+    @property
+    def lead(self) -> str:
+        """The signal whose series (and subject) the fault is about."""
+        return self.when_firing[0] if self.when_firing else self.when_detected[0].signal
 
 
 class FaultRules(_Rule):
     signals: Mapping[str, Signal]
     faults: Mapping[str, Fault]
 
+    @property
+    def used_signals(self) -> tuple[str, ...]:
+        """The signals fault rules judge: the ones a sweep queries for them."""
+        used = {s for f in self.faults.values() for s in (*f.when_firing, *f.when_healthy)}
+        return tuple(s for s in self.signals if s in used)
+
 
 class _File(_Rule):
-    signals: dict[str, dict[str, object]]
-    faults: dict[str, dict[str, object]]
+    faults: dict[str, dict[str, Any]] = Field(min_length=1)
 
 
-def parse_faults(text: str, catalog: Catalog, filename: str = "faults.yml") -> FaultRules:
-    """Parse and cross-check faults against signals and the catalog."""
+def parse_faults(text: str, catalog: Catalog, signals: Mapping[str, Signal],
+                 filename: str = "faults.yml") -> FaultRules:
+    """Parse and cross-check faults against the signal catalog and the remediation catalog."""
     data, lines = load_with_lines(text, filename)
+    if isinstance(data, dict) and "signals" in data:
+        raise fail(filename, lines, ("signals",), "signals live in signals.yml now (one catalog "
+                   "for rules and detectors); move them there")
     top = validate(_File, data, filename, lines)
-    signals = {
-        name: validate(Signal, {"name": name, **body}, filename, lines, ("signals", name))
-        for name, body in top.signals.items()
-    }
     faults: dict[str, Fault] = {}
     for name, body in top.faults.items():
         path = ("faults", name)
         fault = validate(Fault, {"name": name, **body}, filename, lines, path)
+        if not fault.when_firing and not fault.when_detected:
+            raise fail(filename, lines, path, "give when_firing (signals) or when_detected "
+                       "(detector findings), or both")
         for key in ("when_firing", "when_healthy"):
             for sig in getattr(fault, key):
                 if sig not in signals:
                     raise fail(filename, lines, (*path, key),
-                               f"unknown signal '{sig}'; define it under signals: "
+                               f"unknown signal '{sig}'; define it in signals.yml "
                                f"(known: {sorted(signals)})")
+                if signals[sig].firing_when is None:
+                    raise fail(filename, lines, (*path, key),
+                               f"signal '{sig}' has no firing_when in signals.yml; a fault "
+                               "rule needs one")
+        for found in fault.when_detected:
+            known = signals.get(found.signal)
+            if known is None or known.harmful is None:
+                raise fail(filename, lines, (*path, "when_detected"),
+                           f"'{found.signal}' is not a signal the detectors watch (one with "
+                           "harmful: in signals.yml)")
         for rem in fault.remediations:
             if catalog.get(rem) is None:
                 raise fail(filename, lines, (*path, "remediations"),
                            f"'{rem}' is not in remediations.yml; add it to the catalog "
                            f"(known: {sorted(catalog.remediations)})")
         faults[name] = fault
+    for name, fault in faults.items():
+        for other in fault.supersedes:
+            if other not in faults or other == name:
+                raise fail(filename, lines, ("faults", name, "supersedes"),
+                           f"'{other}' is not another fault of this file")
     for entry in catalog.remediations.values():
-        if entry.verify.signal not in signals:
-            raise fail(filename, lines, ("signals",),
+        verify = signals.get(entry.verify.signal)
+        if verify is None or verify.firing_when is None:
+            raise fail(filename, lines, ("faults",),
                        f"remediation '{entry.name}' verifies signal '{entry.verify.signal}', "
-                       "which is not defined here; add it")
+                       "which signals.yml does not define with a firing_when; add it")
     return FaultRules(signals=signals, faults=faults)

@@ -72,6 +72,7 @@ def build_plan(diagnosis: Diagnosis, remediation: Remediation, targets: tuple[st
         targets=targets, params=params, risk_tier=remediation.risk_tier,
         cooldown_s=remediation.cooldown_s, check_first=remediation.check_first,
         verify_signal=remediation.verify.signal, labels=diagnosis.labels,
+        subject=diagnosis.subject,
     )
 
 

@@ -34,6 +34,10 @@ class BlastRadius(_Rule):
     max_broken_fraction: float = Field(
         0.5, gt=0, le=1, description="more of the fleet firing at once: stop and page"
     )
+    max_unknown_fraction: float = Field(
+        0.5, gt=0, le=1, description="more of the fleet unseen at once (missing or stale data): "
+        "the fleet cannot be judged; stop and page"
+    )
 
 
 class CircuitBreaker(_Rule):
@@ -114,6 +118,9 @@ class Policy(_Rule):
     protected_units: tuple[str, ...] = Field(DEFAULT_PROTECTED_UNITS, description="fnmatch "
                                              "patterns of systemd units never restarted or "
                                              "stopped")
+    restart_units: tuple[str, ...] = Field(("*",), description="fnmatch patterns of the units "
+                                           "a remediation may restart or stop (protected_units "
+                                           "still win)")
     flapping: Flapping = Flapping()
     approval_ttl_s: float = Field(3600.0, gt=0, description="an approval older than this "
                                   "no longer counts; the incident asks again")
@@ -125,11 +132,18 @@ class Policy(_Rule):
 
     def protected_unit(self, value: str) -> str | None:
         """The protected_units pattern ``value`` (a unit name, ``.service`` optional) matches."""
-        names = (value,) if "." in value else (value, f"{value}.service")
-        for pattern in self.protected_units:
-            if any(fnmatch.fnmatchcase(n, pattern) for n in names):
-                return pattern
-        return None
+        return _matching(value, self.protected_units)
+
+    def restartable(self, unit: str) -> bool:
+        """Whether ``unit`` (``.service`` optional) is on the restart_units allow-list."""
+        return _matching(unit, self.restart_units) is not None
+
+
+def _matching(unit: str, patterns: Sequence[str]) -> str | None:
+    """The first of ``patterns`` that ``unit`` matches; a name without a suffix is also tried
+    as ``NAME.service``, as systemctl reads it."""
+    names = (unit,) if "." in unit else (unit, f"{unit}.service")
+    return next((p for p in patterns if any(fnmatch.fnmatchcase(n, p) for n in names)), None)
 
 
 def parse_policy(text: str, filename: str = "policy.yml") -> Policy:
@@ -145,6 +159,7 @@ class PastRun:
     remediation: str
     started_at: float
     failed: bool
+    subject: str = ""  # the series the run fixed on its host (cooldowns are per subject)
 
 
 @dataclass(frozen=True)
@@ -153,10 +168,11 @@ class PolicyState:
 
     now: float
     fleet_size: int
-    broken_hosts: int  # hosts not known to be healthy: firing or unknown
+    broken_hosts: int  # hosts with a firing signal
     running: int
     history: Sequence[PastRun]
     pending: Sequence[PastRun] = ()  # plans admitted earlier in this sweep
+    unknown_hosts: int = 0  # hosts missing a signal they must have (or with stale data)
 
     @property
     def runs(self) -> list[PastRun]:
@@ -186,8 +202,16 @@ def decide(plan: Plan, policy: Policy, state: PolicyState, dry_run: bool = False
         policy.blast_radius.max_broken_fraction
     ):
         hold.append(
-            f"{state.broken_hosts} of {state.fleet_size} hosts are broken or unknown, over "
+            f"{state.broken_hosts} of {state.fleet_size} hosts are broken, over "
             f"{policy.blast_radius.max_broken_fraction:.0%}: stop and page a human"
+        )
+    if not manual and state.fleet_size and state.unknown_hosts / state.fleet_size > (
+        policy.blast_radius.max_unknown_fraction
+    ):
+        hold.append(
+            f"{state.unknown_hosts} of {state.fleet_size} hosts are unknown (missing or stale "
+            f"data), over {policy.blast_radius.max_unknown_fraction:.0%}: the fleet cannot be "
+            "judged; stop and page a human"
         )
     for host in plan.targets:
         waits, flaps = _cooldown(plan, policy, state, host)
@@ -230,7 +254,17 @@ def _protected(plan: Plan, policy: Policy) -> list[str]:
         if pattern is not None:
             reasons.append(f"parameter {name}={value!r} names a protected unit (policy.yml "
                            f"protected_units: {pattern!r}); selfheal never restarts or stops it")
+        elif _names_unit(name) and isinstance(value, str) and value and not (
+                policy.restartable(value)):
+            reasons.append(f"parameter {name}={value!r} names a unit that policy.yml "
+                           "restart_units does not allow; add a pattern there to let selfheal "
+                           "restart it")
     return reasons
+
+
+def _names_unit(param: str) -> bool:
+    """Parameters that name a systemd unit: ``unit`` or ``<role>_unit``."""
+    return param == "unit" or param.endswith("_unit")
 
 
 def _cooldown(plan: Plan, policy: Policy, state: PolicyState,
@@ -242,7 +276,8 @@ def _cooldown(plan: Plan, policy: Policy, state: PolicyState,
     """
     flap = policy.flapping
     runs = sorted(r.started_at for r in state.runs if r.host == host
-                  and r.remediation == plan.remediation and state.now - r.started_at < max(
+                  and r.remediation == plan.remediation and r.subject == plan.subject
+                  and state.now - r.started_at < max(
                       flap.window_s, plan.cooldown_s))
     if not runs:
         return [], []

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.config import PrometheusSettings
-from orchestrator.core.faults import Signal
+from orchestrator.core.signals import Signal
 from orchestrator.errors import SourceUnavailable
 from orchestrator.models import Finding, Health
 from orchestrator.sources.client import open_client
@@ -131,7 +131,7 @@ class PrometheusSource:
                 findings.append(self._judge(signal, host, series, metric, scraped, now))
             for host in set(hosts_by_address.values()) - seen:
                 findings.append(Finding(host=host, signal=signal.name, health=Health.UNKNOWN,
-                                        observed_at=now, source="prometheus",
+                                        observed_at=now, source="prometheus", absent=True,
                                         evidence=(f"{signal.name}: no series for this host",)))
         return Observation(tuple(findings), tuple(refused), tuple(sorted(unmapped)))
 

@@ -13,7 +13,7 @@ from orchestrator import lab
 def lab_fleet() -> Iterator[None]:
     was_up = lab.lab_is_up()
     if not was_up:
-        lab.up(hosts=3)
+        lab.up(hosts=4)
     yield
     if not was_up:
         lab.down()

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from orchestrator.cli.app import app
 from orchestrator.config import PROJECT_ROOT
+from tests.conftest import write_fault_rules
 from tests.integration.conftest import Exporter, RealPrometheus
 from tests.integration.test_engine import FAULTS
 
@@ -26,9 +27,8 @@ def config(tmp_path: Path, prometheus: RealPrometheus, policy: str, tier: int = 
     rules = tmp_path / "rules"
     rules.mkdir()
     catalog = (PROJECT_ROOT / "rules" / "remediations.yml").read_text()
-    (rules / "remediations.yml").write_text(catalog.replace("risk_tier: 1",
-                                                            f"risk_tier: {tier}"))
-    (rules / "faults.yml").write_text(FAULTS)
+    (rules / "remediations.yml").write_text(catalog.replace("risk_tier: 1", f"risk_tier: {tier}"))
+    write_fault_rules(rules, FAULTS)
     (rules / "policy.yml").write_text(policy)
     (tmp_path / "hosts.ini").write_text("\n".join(
         f"h{i} selfheal_prometheus_host={NET}.{i}" for i in (1, 2, 3)) + "\n")

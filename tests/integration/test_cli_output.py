@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from orchestrator.cli.app import app
 from orchestrator.config import PROJECT_ROOT
+from tests.conftest import write_detection_rules, write_fault_rules
 from tests.integration.conftest import Exporter, RealPrometheus
 
 pytestmark = pytest.mark.integration
@@ -59,10 +60,12 @@ class World:
 def world(tmp_path: Path, prometheus: RealPrometheus, exporter: Exporter) -> Iterator[World]:
     rules = tmp_path / "rules"
     rules.mkdir()
-    for name in ("remediations.yml", "policy.yml"):
-        (rules / name).write_text((PROJECT_ROOT / "rules" / name).read_text())
-    (rules / "faults.yml").write_text(FAULTS)
-    (rules / "detection.yml").write_text(DETECTION)
+    (rules / "remediations.yml").write_text((PROJECT_ROOT / "rules/remediations.yml").read_text())
+    policy = (PROJECT_ROOT / "rules" / "policy.yml").read_text()
+    (rules / "policy.yml").write_text(policy.replace("restart_units:\n",
+                                                     "restart_units:\n  - selfheal-absent.*\n"))
+    write_fault_rules(rules, FAULTS)
+    write_detection_rules(rules, DETECTION)
     (tmp_path / "hosts.ini").write_text(
         "o1 ansible_connection=local selfheal_prometheus_host=127.0.41.1\n"
         "o2 ansible_connection=local selfheal_prometheus_host=127.0.41.2\n")

@@ -16,6 +16,7 @@ import pytest
 from orchestrator.config import PrometheusSettings, RulesSettings, Settings, StateSettings
 from orchestrator.detection import STATE_FILE, AnomalyWatch
 from orchestrator.sources.prometheus import connect
+from tests.conftest import write_detection_rules
 from tests.integration.conftest import Exporter, RealPrometheus
 from tests.integration.test_prometheus_source import CountingQuery
 
@@ -38,7 +39,7 @@ HOSTS = {"127.0.2.1": "db1", "127.0.2.2": "db2", "127.0.2.3": "db3"}
 def settings_for(prometheus: RealPrometheus, tmp_path: Path) -> Settings:
     rules = tmp_path / "rules"
     rules.mkdir(exist_ok=True)
-    (rules / "detection.yml").write_text(DETECTION_YML)
+    write_detection_rules(rules, DETECTION_YML)
     return Settings(prometheus=PrometheusSettings(url=prometheus.url),
                     state=StateSettings(dir=tmp_path / "state"), rules=RulesSettings(dir=rules))
 

@@ -24,6 +24,7 @@ from orchestrator.models import IncidentState as S
 from orchestrator.rules import load_rules
 from orchestrator.sources.prometheus import PrometheusSource, connect
 from orchestrator.store.db import Store
+from tests.conftest import write_fault_rules
 from tests.integration.conftest import Exporter, RealPrometheus, free_port
 
 KEY = b"k" * 32
@@ -48,7 +49,7 @@ def world(tmp_path: Path, prometheus: RealPrometheus, exporter: Exporter) -> Con
     rules_dir.mkdir()
     for name in ("remediations.yml", "policy.yml"):
         (rules_dir / name).write_text((PROJECT_ROOT / "rules" / name).read_text())
-    (rules_dir / "faults.yml").write_text(FAULTS)
+    write_fault_rules(rules_dir, FAULTS)
     rules = load_rules(rules_dir, PROJECT_ROOT / "ansible" / "roles")
     inv_path = tmp_path / "hosts.ini"
     inv_path.write_text("\n".join(
@@ -126,7 +127,7 @@ def test_cli_with_prometheus_down_reports_unknown(tmp_path: Path) -> None:
 def test_cli_bad_rules_exit_2_naming_file_and_line(tmp_path: Path) -> None:
     rules = tmp_path / "rules"
     rules.mkdir()
-    for name in ("faults.yml", "policy.yml"):
+    for name in ("signals.yml", "faults.yml", "policy.yml"):
         (rules / name).write_text((PROJECT_ROOT / "rules" / name).read_text())
     (rules / "remediations.yml").write_text("remediations:\n  x:\n    role: service_restart\n")
     inv = tmp_path / "hosts.ini"

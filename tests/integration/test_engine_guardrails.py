@@ -24,6 +24,7 @@ from orchestrator.models import IncidentState as S
 from orchestrator.rules import Rules, load_rules
 from orchestrator.sources.prometheus import PrometheusSource, connect
 from orchestrator.store.db import Store
+from tests.conftest import write_fault_rules
 from tests.integration.conftest import Exporter, RealPrometheus
 from tests.integration.test_engine import FAULTS
 
@@ -78,7 +79,7 @@ def build(tmp_path: Path, prometheus: RealPrometheus, exporter: Exporter,
         remediations = remediations.replace("risk_tier: 1", f"risk_tier: {tier}")
     (rules_dir / "remediations.yml").write_text(remediations)
     (rules_dir / "policy.yml").write_text("mode: strict\n")
-    (rules_dir / "faults.yml").write_text(FAULTS)
+    write_fault_rules(rules_dir, FAULTS)
     rules = load_rules(rules_dir, PROJECT_ROOT / "ansible" / "roles")
     if policy:
         rules = Rules(rules.catalog, rules.faults, Policy.model_validate(policy))

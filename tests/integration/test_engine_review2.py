@@ -24,6 +24,7 @@ from orchestrator.detection import STATE_FILE, AnomalyWatch
 from orchestrator.models import IncidentState as S
 from orchestrator.rules import Rules, load_rules
 from orchestrator.sources.prometheus import connect
+from tests.conftest import write_detection_rules, write_fault_rules
 from tests.integration.conftest import Exporter, RealPrometheus
 from tests.integration.test_engine_guardrails import build, crash
 
@@ -78,13 +79,15 @@ def test_retry_says_unknown_when_the_faults_own_signal_is_unknown(
     controller, fixer = build(tmp_path, prometheus, exporter,
                               {"blast_radius": {"max_broken_fraction": 1}}, net=NET)
     rules_dir = tmp_path / "rules"
-    (rules_dir / "faults.yml").write_text(TWO_FAULTS)
+    write_fault_rules(rules_dir, TWO_FAULTS)
     loaded = load_rules(rules_dir, PROJECT_ROOT / "ansible" / "roles")
     controller.rules = Rules(loaded.catalog, loaded.faults, controller.rules.policy)
     fixer.explode_on = {"h1"}
     crash(exporter, prometheus, 1, net=NET)
     for i in (1, 2, 3):
         exporter.gauge.labels(f"{NET}.{i}:8081", "other.service").set(1)
+    prometheus.wait_for(f'count(selfheal_test_service_up{{unit="other.service",'
+                        f'instance=~"{NET}.*"}}) == 3')  # else h2, h3 are unknown for other_up
     try:
         (failed,) = controller.sweep().actions
         assert failed.state == S.ESCALATED
@@ -119,7 +122,7 @@ def test_a_dry_run_leaves_the_detection_state_alone(
                           {"blast_radius": {"max_broken_fraction": 1}}, net=NET)
     rules = tmp_path / "detection-rules"
     rules.mkdir()
-    (rules / "detection.yml").write_text(DETECTION_YML)
+    write_detection_rules(rules, DETECTION_YML)
     settings = Settings(prometheus=PrometheusSettings(url=prometheus.url),
                         state=StateSettings(dir=tmp_path / "state"),
                         rules=RulesSettings(dir=rules))

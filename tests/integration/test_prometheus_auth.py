@@ -32,6 +32,7 @@ from orchestrator.detection import AnomalyWatch
 from orchestrator.errors import ConfigError, SourceUnavailable
 from orchestrator.models import Health
 from orchestrator.sources.prometheus import PrometheusSource, connect
+from tests.conftest import write_detection_rules
 from tests.integration.conftest import PROMETHEUS, Exporter, RealPrometheus, free_port
 
 pytestmark = pytest.mark.integration
@@ -240,7 +241,7 @@ def test_detection_and_baseline_training_authenticate_too(guarded: GuardedPromet
 
     rules = tmp_path / "rules"
     rules.mkdir()
-    (rules / "detection.yml").write_text(
+    write_detection_rules(rules,
         "signals:\n  auth_svc:\n    promql: sum by (instance) "
         "(selfheal_test_service_up{unit=\"auth-svc\"})\n    harmful: down\n"
         "    threshold: '< 0.5'\n")

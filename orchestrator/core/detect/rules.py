@@ -1,4 +1,4 @@
-"""Detection rules (``rules/detection.yml``): signals, fixed thresholds, patterns, frozen defaults.
+"""Detection rules (``rules/detection.yml``): watched signals, thresholds, patterns, defaults.
 
 Pure: ``parse_detection`` takes the YAML *text* and the file name (the caller reads the file) and
 returns frozen records. Every error is a ``RulesError`` naming the file, the line and the fix.
@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from orchestrator.core.comparison import OPERATORS, parse_comparison
 from orchestrator.core.detect.stream import BaselineParams
 from orchestrator.core.rulefile import fail, load_with_lines, validate
+from orchestrator.core.signals import Signal
 
 NAME = r"^[a-z][a-z0-9_]{0,62}$"
 RELATIVE = ("high", "low", "not_high", "not_low")
@@ -155,20 +156,40 @@ class DetectionRules(_Rule):
 
 
 class _File(_Rule):
-    signals: dict[str, dict[str, Any]] = Field(min_length=1)
+    signals: dict[str, dict[str, Any]] = Field(default_factory=dict)
     derived: dict[str, dict[str, Any]] = Field(default_factory=dict)
     patterns: dict[str, dict[str, Any]] = Field(default_factory=dict)
     defaults: dict[str, Any] = Field(default_factory=dict)
 
 
-def parse_detection(text: str, filename: str = "detection.yml") -> DetectionRules:
-    """Parse ``rules/detection.yml`` text into frozen records; errors name file, line and fix."""
+def watched(catalog: Mapping[str, Signal]) -> dict[str, SignalRule]:
+    """The catalog signals the detectors watch (those with ``harmful``), as detector rules."""
+    return {
+        name: SignalRule(name=name, promql=s.promql, harmful=s.harmful, threshold=s.firing_when,
+                         for_s=s.for_s, exhaustion=s.exhaustion, description=s.description)
+        for name, s in catalog.items() if s.harmful is not None
+    }
+
+
+def parse_detection(text: str, filename: str = "detection.yml",
+                    catalog: Mapping[str, Signal] | None = None) -> DetectionRules:
+    """Parse ``rules/detection.yml`` text into frozen records; errors name file, line and fix.
+
+    The signals come from the signal ``catalog`` (``rules/signals.yml``); without one, the text
+    carries its own ``signals:`` in the same grammar (``threshold`` for ``firing_when``), as a
+    standalone file for tests and benchmarks does.
+    """
     data, lines = load_with_lines(text, filename)
     if not isinstance(data, dict):
-        raise fail(filename, lines, (), "expected a mapping with `signals:` (and optionally "
-                   "`derived:`, `patterns:`, `defaults:`)")
+        raise fail(filename, lines, (), "expected a mapping with `derived:`, `patterns:` and "
+                   "`defaults:`")
     top = validate(_File, data, filename, lines)
-    signals: dict[str, SignalRule] = {}
+    if catalog is not None and top.signals:
+        raise fail(filename, lines, ("signals",), "signals live in signals.yml (one catalog for "
+                   "rules and detectors); move them there")
+    if catalog is None and not top.signals:
+        raise fail(filename, lines, (), "no signals: give the signal catalog or `signals:`")
+    signals: dict[str, SignalRule] = watched(catalog) if catalog is not None else {}
     for name, body in top.signals.items():
         if not isinstance(body, dict):
             raise fail(filename, lines, ("signals", name), "expected a mapping with promql, "

@@ -17,5 +17,5 @@ def test_a_finding_with_frozen_labels_and_a_nan_value_is_plain_json() -> None:
     assert data == {"findings": [{
         "host": "db1", "signal": "load", "health": "unknown", "observed_at": 1.0, "value": None,
         "confidence": 1.0, "source": "rule", "evidence": [],
-        "labels": {"instance": "10.0.0.1:9100"}}], "inf": None}
+        "labels": {"instance": "10.0.0.1:9100"}, "absent": False}], "inf": None}
     json.dumps(data, allow_nan=False)  # strict JSON: no NaN or Infinity tokens

@@ -8,34 +8,31 @@ import math
 import numpy as np
 import pytest
 
-from orchestrator.core.catalog import Catalog
 from orchestrator.core.detect.patterns import pattern_holds
 from orchestrator.core.detect.rules import compare, parse_detection
 from orchestrator.core.detect.thresholds import ThresholdClock
-from orchestrator.core.faults import Signal, parse_faults
+from orchestrator.core.signals import Signal, parse_signals
 from orchestrator.errors import RulesError
 
-FAULTS = """signals:
+SIGNALS = """signals:
   up_ok: {promql: up, firing_when: "== 0"}
   load:
     promql: node_load1
     firing_when: "%s"
-faults: {}
 """
 
 
 @pytest.mark.parametrize("bad", ["== 1.2.3", "> 1..2", "< nan", ">= inf", "== -", "> 1e", "=> 1"])
 def test_a_malformed_firing_when_is_refused_naming_file_and_line(bad: str) -> None:
-    with pytest.raises(RulesError, match=r"faults.yml:5: signals.load.firing_when: .*"
+    with pytest.raises(RulesError, match=r"signals.yml:5: signals.load.firing_when: .*"
                                          r"write a comparison such as") as err:
-        parse_faults(FAULTS % bad, Catalog(remediations={}), "faults.yml")
+        parse_signals(SIGNALS % bad, "signals.yml")
     assert bad in str(err.value)
 
 
 @pytest.mark.parametrize("good", ["== 0", "> 0.9", "<= -1.5", "!= 1e3", "< .5", ">= 2E-3"])
 def test_well_formed_comparisons_still_parse(good: str) -> None:
-    rules = parse_faults(FAULTS % good, Catalog(remediations={}), "faults.yml")
-    assert rules.signals["load"].firing_when == good
+    assert parse_signals(SIGNALS % good, "signals.yml")["load"].firing_when == good
 
 
 def test_a_malformed_detection_threshold_is_refused_naming_file_and_line() -> None:

@@ -12,14 +12,15 @@ from orchestrator.models import Plan, Verdict
 NOW = datetime(2026, 11, 29, 3, 0, tzinfo=UTC).timestamp()  # a Sunday, 03:00 UTC
 
 
-def plan(host: str = "vps1", tier: int = 1, cooldown: float = 300) -> Plan:
-    return Plan("service_crash", "service_restart", "service_restart", (host,), {}, tier,
-                cooldown, False, "service_up")
+def plan(host: str = "vps1", tier: int = 1, cooldown: float = 300, subject: str = "",
+         params: dict[str, str] | None = None) -> Plan:
+    return Plan("service_crash", "service_restart", "service_restart", (host,), params or {},
+                tier, cooldown, False, "service_up", subject=subject)
 
 
 def state(history: tuple[PastRun, ...] = (), running: int = 0, firing: int = 1,
-          fleet: int = 10, pending: tuple[PastRun, ...] = ()) -> PolicyState:
-    return PolicyState(NOW, fleet, firing, running, history, pending)
+          fleet: int = 10, pending: tuple[PastRun, ...] = (), unknown: int = 0) -> PolicyState:
+    return PolicyState(NOW, fleet, firing, running, history, pending, unknown_hosts=unknown)
 
 
 def test_tier_1_runs() -> None:
@@ -104,9 +105,39 @@ def test_approval_skips_only_the_approval_step() -> None:
     assert d.verdict is Verdict.HOLD
 
 
-def test_unknown_hosts_count_as_broken() -> None:
+def test_too_many_broken_hosts_hold() -> None:
     d = decide(plan(), Policy(), state(firing=8, fleet=10))
-    assert "broken or unknown" in d.reasons[0]
+    assert d.verdict is Verdict.HOLD and "8 of 10 hosts are broken" in d.reasons[0]
+
+
+def test_unknown_hosts_are_counted_apart_with_their_own_limit() -> None:
+    # 4 broken + 4 unknown of 10: neither count is over its 50 % limit
+    assert decide(plan(), Policy(), state(firing=4, unknown=4)).verdict is Verdict.RUN
+    d = decide(plan(), Policy(), state(firing=1, unknown=6))
+    assert d.verdict is Verdict.HOLD and "6 of 10 hosts are unknown" in d.reasons[0]
+    tight = Policy.model_validate({"blast_radius": {"max_unknown_fraction": 0.2}})
+    assert decide(plan(), tight, state(firing=1, unknown=3)).verdict is Verdict.HOLD
+
+
+def test_cooldown_is_per_subject_so_two_units_on_one_host_both_heal() -> None:
+    ran = (PastRun("vps1", "service_restart", NOW - 10, False, "unit=a.service"),)
+    other = plan(subject="unit=b.service")
+    assert decide(other, Policy(), state(history=ran)).verdict is Verdict.RUN
+    same = plan(subject="unit=a.service")
+    assert decide(same, Policy(), state(history=ran)).verdict is Verdict.HOLD
+
+
+def test_a_unit_off_the_restart_allow_list_is_refused_and_says_how_to_allow_it() -> None:
+    policy = Policy.model_validate({"restart_units": ["nginx.service", "postgresql*"]})
+    ok = plan(params={"unit": "postgresql@15-main.service"})
+    assert decide(ok, policy, state()).verdict is Verdict.RUN
+    d = decide(plan(params={"unit": "cron.service"}), policy, state())
+    assert d.verdict is Verdict.REFUSE and "restart_units" in d.reasons[0]
+    d = decide(plan(params={"runaway_process_unit": "cron.service"}), policy, state())
+    assert d.verdict is Verdict.REFUSE
+    # protected units stay refused even when the allow-list would match them
+    d = decide(plan(params={"unit": "sshd.service"}), Policy(), state())
+    assert d.verdict is Verdict.REFUSE and "protected" in d.reasons[0]
 
 
 @pytest.mark.parametrize("value", ["2:00", "24:00", "02:00+01:00", 120])

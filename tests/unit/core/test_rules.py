@@ -9,6 +9,7 @@ import pytest
 from orchestrator.core.catalog import parse_catalog
 from orchestrator.core.faults import parse_faults
 from orchestrator.core.policy import parse_policy
+from orchestrator.core.signals import parse_signals
 from orchestrator.errors import RulesError
 from orchestrator.rules import Rules, load_rules
 from tests.conftest import ROLES_DIR
@@ -49,26 +50,39 @@ def test_risk_tier_out_of_range() -> None:
 
 
 def test_fault_with_unknown_signal_names_known_ones(rules: Rules) -> None:
-    text = ("signals:\n  service_up: {promql: up, firing_when: '== 0'}\n"
-            "faults:\n  f:\n    description: d\n    when_firing: [nope]\n")
-    with pytest.raises(RulesError, match=r"faults.yml:6: .*unknown signal 'nope'.*service_up"):
-        parse_faults(text, rules.catalog, "faults.yml")
+    text = "faults:\n  f:\n    description: d\n    when_firing: [nope]\n"
+    with pytest.raises(RulesError, match=r"faults.yml:4: .*unknown signal 'nope'.*service_up"):
+        parse_faults(text, rules.catalog, rules.faults.signals, "faults.yml")
 
 
 def test_fault_with_remediation_outside_catalog(rules: Rules) -> None:
-    text = ("signals:\n  service_up: {promql: up, firing_when: '== 0'}\n"
-            "faults:\n  f:\n    description: d\n    when_firing: [service_up]\n"
+    text = ("faults:\n  f:\n    description: d\n    when_firing: [service_up]\n"
             "    remediations: [rm_rf]\n")
-    with pytest.raises(RulesError, match=r"faults.yml:7: .*'rm_rf' is not in remediations.yml"):
-        parse_faults(text, rules.catalog, "faults.yml")
+    with pytest.raises(RulesError, match=r"faults.yml:5: .*'rm_rf' is not in remediations.yml"):
+        parse_faults(text, rules.catalog, rules.faults.signals, "faults.yml")
 
 
 def test_bad_condition() -> None:
-    with pytest.raises(RulesError, match="write a comparison"):
-        from orchestrator.core.catalog import Catalog
+    with pytest.raises(RulesError, match=r"signals.yml:2: .*write a comparison"):
+        parse_signals("signals:\n  s: {promql: up, firing_when: 'down'}\n", "signals.yml")
 
-        parse_faults("signals:\n  s: {promql: up, firing_when: 'down'}\nfaults: {}\n",
-                     Catalog(remediations={}), "faults.yml")
+
+def test_signals_left_in_faults_yml_are_sent_to_signals_yml(rules: Rules) -> None:
+    text = "signals:\n  s: {promql: up, firing_when: '== 0'}\nfaults: {}\n"
+    with pytest.raises(RulesError, match=r"faults.yml:2: .*signals.yml"):
+        parse_faults(text, rules.catalog, rules.faults.signals, "faults.yml")
+
+
+def test_a_signal_needs_a_rule_or_a_direction() -> None:
+    with pytest.raises(RulesError, match=r"signals.yml:2: .*firing_when.*harmful"):
+        parse_signals("signals:\n  s: {promql: up}\n", "signals.yml")
+
+
+def test_a_fault_on_a_detector_needs_a_watched_signal(rules: Rules) -> None:
+    text = ("faults:\n  f:\n    description: d\n"
+            "    when_detected: [{signal: service_up, detector: forecast}]\n")
+    with pytest.raises(RulesError, match=r"faults.yml:4: .*not a signal the detectors watch"):
+        parse_faults(text, rules.catalog, rules.faults.signals, "faults.yml")
 
 
 def test_policy_mode_checked() -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from orchestrator.config import PROJECT_ROOT
-from orchestrator.core.detect.rules import parse_detection
+from orchestrator.rules import load_detection
 from orchestrator.sources.features import as_arrays, fleet_features, series_frame
 
-RULES = parse_detection((PROJECT_ROOT / "rules" / "detection.yml").read_text())
+RULES = load_detection(PROJECT_ROOT / "rules")
 
 
 def test_series_frame_maps_instances_and_refuses_odd_labels() -> None:

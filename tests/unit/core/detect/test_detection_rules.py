@@ -7,18 +7,29 @@ import pytest
 from orchestrator.config import PROJECT_ROOT
 from orchestrator.core.detect.rules import parse_detection
 from orchestrator.errors import RulesError
+from orchestrator.rules import load_detection, load_signals
 
 TEXT = (PROJECT_ROOT / "rules" / "detection.yml").read_text()
 
 
 def test_project_file_parses_with_the_seed_patterns() -> None:
-    rules = parse_detection(TEXT, "rules/detection.yml")
+    rules = load_detection(PROJECT_ROOT / "rules")
     assert {"cpu", "memory_available", "disk_available", "network_in"} <= set(rules.signals)
     assert set(rules.patterns) == {"possible_ddos", "leak_and_write_amplification",
                                    "runaway_and_log_explosion"}
     assert rules.signals["memory_available"].exhaustion
     assert rules.harmful("memory_available") == "down"
     assert "disk_fill_rate" in rules.all_signals
+
+
+def test_detectors_watch_the_one_signal_catalog_with_its_thresholds() -> None:
+    catalog = load_signals(PROJECT_ROOT / "rules")
+    rules = parse_detection(TEXT, "rules/detection.yml", catalog)
+    assert set(rules.signals) == {n for n, s in catalog.items() if s.harmful}
+    assert rules.signals["node_up"].threshold == catalog["node_up"].firing_when == "== 0"
+    assert "service_up" not in rules.signals  # a rules-only signal has no harmful direction
+    with pytest.raises(RulesError, match=r"d.yml:2: .*signals.yml"):
+        parse_detection("signals:\n  cpu: {promql: x, harmful: up}\n", "d.yml", catalog)
 
 
 def test_unknown_signal_in_a_pattern_names_the_line() -> None:

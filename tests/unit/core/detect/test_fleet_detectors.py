@@ -9,13 +9,14 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from orchestrator.config import PROJECT_ROOT
-from orchestrator.core.detect import Candidate, FleetDetector, combine, parse_detection
+from orchestrator.core.detect import Candidate, FleetDetector, combine
 from orchestrator.core.detect.forecast import nanmedian_rows, time_to_exhaustion
 from orchestrator.core.detect.patterns import pattern_holds
 from orchestrator.core.detect.rules import CombinerParams, ForecastParams
 from orchestrator.models import Health
+from orchestrator.rules import load_detection
 
-RULES = parse_detection((PROJECT_ROOT / "rules" / "detection.yml").read_text())
+RULES = load_detection(PROJECT_ROOT / "rules")
 
 
 def test_time_to_exhaustion_of_a_steady_decline() -> None:
@@ -70,7 +71,7 @@ def test_fleet_detector_finds_a_cpu_runaway_on_one_host_only() -> None:
         cpu = 0.2 + rng.normal(0, 0.02, 3)
         if k >= 550:
             cpu[1] = 0.99
-        vals = {"cpu": cpu, "memory_available": np.full(3, 0.6), "up": np.ones(3)}
+        vals = {"cpu": cpu, "memory_available": np.full(3, 0.6), "node_up": np.ones(3)}
         found += fd.step(60.0 * k, vals)
     assert {c.host for c in found} == {"b"}
     assert {c.detector for c in found} == {"baseline", "thresholds"}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from orchestrator.config import PROJECT_ROOT
-from orchestrator.core.detect import parse_detection
 from orchestrator.core.detect.fleet import (
     LEARNED,
     MASK_PAD_S,
@@ -15,8 +14,9 @@ from orchestrator.core.detect.fleet import (
 )
 from orchestrator.core.detect.iforest import confirmed_scores, features, fit_forest
 from orchestrator.core.detect.rules import IForestParams
+from orchestrator.rules import load_detection
 
-RULES = parse_detection((PROJECT_ROOT / "rules" / "detection.yml").read_text())
+RULES = load_detection(PROJECT_ROOT / "rules")
 
 
 def test_seasonal_surprises_are_masked_and_summed() -> None:
@@ -57,7 +57,7 @@ def test_training_masks_incidents_and_fits_the_forest() -> None:
     cpu[300:350, 1] = 0.99  # an incident on b, left out
     clean = np.ones((400, 2), dtype=bool)
     clean[300:350, 1] = False
-    values = {"cpu": cpu, "memory_available": np.full((400, 2), 0.6), "up": np.ones((400, 2))}
+    values = {"cpu": cpu, "memory_available": np.full((400, 2), 0.6), "node_up": np.ones((400, 2))}
     seen: list[int] = []
     fd = train_detector(RULES, hosts, times, values, clean, progress=seen.append)
     assert seen[-1] == 2 * 400 and fd.forest is not None and fd.detectors == LEARNED
@@ -83,7 +83,7 @@ def _history(rows: int = 600) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     cpu = 0.2 + rng.normal(0, 0.02, (rows, 2))
     cpu[400:450, 1] = 0.99  # a fault on b that nobody stored as an incident
     return times, {"cpu": cpu, "memory_available": np.full((rows, 2), 0.6),
-                   "up": np.ones((rows, 2))}
+                   "node_up": np.ones((rows, 2))}
 
 
 def test_training_leaves_out_what_the_detector_itself_flags() -> None:
