@@ -51,9 +51,12 @@ lock: venv
 	$(BUILD_REQUIRES) | $(UV_COMPILE) pyproject.toml - -o $(LOCK)
 	$(BUILD_REQUIRES) | $(UV_COMPILE) pyproject.toml - --extra dev -o $(DEV_LOCK)
 
+# ansible-lint reads ansible/.ansible-lint (profile production) and calls ansible-config: the
+# venv's bin goes first on PATH.
 lint: venv
 	$(VENV)/bin/ruff check orchestrator tests benchmarks
 	$(VENV)/bin/mypy
+	cd ansible && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" ansible-lint
 
 clean-lab: venv
 	$(VENV)/bin/selfheal lab down
