@@ -48,7 +48,7 @@ def fleet() -> Iterator[lab.LabState]:
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "orchestrator", "lab", *args], capture_output=True, text=True,
-        timeout=120,
+        timeout=120, env={**os.environ, "COLUMNS": "250"},  # table rows on one line each
     )
 
 
@@ -65,6 +65,15 @@ def test_status_json_reports_every_host_healthy(fleet: lab.LabState) -> None:
         assert {"ssh", "node_exporter"} <= set(host["checks"])
         assert ("demo_app" in host["checks"]) == ("app" in host["groups"])
         assert ("postgres" in host["checks"]) == ("db" in host["groups"])  # pg_up 1 there
+    table = _cli("status")
+    assert table.returncode == 0, table.stdout + table.stderr
+    rows = {line.split("│")[1].strip(): line for line in table.stdout.splitlines()
+            if line.startswith("│") and "vps" in line}
+    assert set(names) <= set(rows), table.stdout
+    for host in report["hosts"]:  # each row names its groups and each check of the host
+        row = rows[host["name"]]
+        assert ", ".join(host["groups"]) in row and host["address"] in row, row
+        assert all(f"{check} yes" in row for check in host["checks"]), row
 
 
 def test_bad_input_names_the_choices(fleet: lab.LabState) -> None:

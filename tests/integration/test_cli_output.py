@@ -144,7 +144,7 @@ def test_diagnose_names_the_subject_of_each_plan(
         for unit in units:
             plan = plans[f"unit={unit}"]
             assert (plan["fault"], plan["remediation"]) == ("out_unit_failed", "unit_restart")
-            assert plan["params"]["unit"] == unit
+            assert plan["params"]["service_restart_unit"] == unit
         table = world.run("diagnose", "o2")
         assert f"out_unit_failed (unit={units[1]})" in table.stdout, table.stdout
         assert f"would run: unit_restart (unit={units[0]})" in table.stdout, table.stdout
