@@ -353,9 +353,12 @@ class Controller:
         entry = first_remediation(d, self.rules.catalog)
         incident = existing
         if incident is None and not dry_run:
+            # an alert that told of the fault dates its start, for the time to detect
+            began = self.store.fault_started_at(d.host, d.fault, now)
             incident = self.store.open_incident(d.host, d.fault, now, {
                 "evidence": list(d.evidence), "confidence": d.confidence,
-                **({"subject": d.subject} if d.subject else {}), **(origin or {})})
+                **({"subject": d.subject} if d.subject else {}),
+                **({"fault_started_at": began} if began is not None else {}), **(origin or {})})
         if incident is not None and incident.state is S.DETECTED:
             incident = self._move(incident, S.DIAGNOSED, f"diagnosed by {d.diagnosed_by}")
         if entry is None:

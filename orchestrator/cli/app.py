@@ -17,6 +17,7 @@ from orchestrator.cli.demo import demo
 from orchestrator.cli.detect import detect_csv
 from orchestrator.cli.diagnose import diagnose
 from orchestrator.cli.remediate import remediate
+from orchestrator.cli.serve import serve
 from orchestrator.cli.sweep import sweep
 
 app = typer.Typer(
@@ -51,6 +52,7 @@ def _root(
 
 
 app.command("sweep")(sweep)
+app.command("serve")(serve)
 app.command("diagnose")(diagnose)
 app.command("remediate")(remediate)
 app.command("demo")(demo)
