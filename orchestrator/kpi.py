@@ -5,7 +5,7 @@ Called by ``orchestrator.health`` (the node_exporter textfile after each sweep, 
 the audit log, never from one process's memory, so a restart or a sweep from cron neither loses
 nor doubles them.
 
-Definitions (docs/kpis.md):
+Definitions (docs/serve.md, "KPIs"):
 - an incident's *outcome* is its end state, with ``resolved`` split in two: ``healed`` (a fix
   ran and verified) and ``cleared`` (the fault went away before any fix ran);
 - *time to detect*: from the start of the fault as an Alertmanager alert dated it (its startsAt)

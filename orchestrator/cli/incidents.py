@@ -23,7 +23,7 @@ from orchestrator.errors import TargetError
 from orchestrator.models import IncidentState
 from orchestrator.wiring import store_for
 
-app = typer.Typer(help="Incidents: list, show, approve, retry.", no_args_is_help=False)
+app = typer.Typer(help="Incidents: list, show, approve, retry, mark.", no_args_is_help=False)
 
 
 @app.callback(invoke_without_command=True)
@@ -127,3 +127,28 @@ def retry(incident_id: int = typer.Argument(...),
         for why in action.reasons:
             console.print(f"  {why}", highlight=False)
     raise typer.Exit(NEEDS_HUMAN if action.needs_human else OK)
+
+
+@app.command("mark")
+@handle_errors
+def mark(incident_id: int = typer.Argument(...),
+         false_positive: bool = typer.Option(False, "--false-positive",
+                                             help="the incident was no fault at all"),
+         by: str | None = typer.Option(None, "--by", help="who says so (default: the OS user)"),
+         json_output: bool = JSON_OPTION) -> None:
+    """Mark an incident as a false positive: it stays in the store and the audit log, and the
+    KPIs count it apart (selfheal_false_positives_total, not in the success ratio)."""
+    from orchestrator.manual import os_user
+
+    if not false_positive:
+        raise TargetError("say what to mark: `selfheal incidents mark ID --false-positive`")
+    who = by or os_user()
+    incident = store_for(State.settings()).mark_false_positive(incident_id, who, time.time(),
+                                                               os_user())
+    if json_output:
+        emit_json({"incident": incident_id, "false_positive": True, "by": who,
+                   "fault": incident.fault, "host": incident.host})
+    else:
+        console.print(f"incident {incident_id} ({incident.host} {incident.fault}) marked a false "
+                      f"positive by {who}", highlight=False)
+    raise typer.Exit(OK)
