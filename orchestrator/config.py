@@ -19,8 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orchestrator.errors import ConfigError
+from orchestrator.resources import shipped
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the checkout (tests, lab, benchmarks)
 
 
 def _default_state_dir() -> Path:
@@ -109,7 +110,9 @@ class InventorySettings(_Group):
 class AnsibleSettings(_Group):
     """How remediations run."""
 
-    project_dir: Path = Field(PROJECT_ROOT / "ansible", description="ansible.cfg, roles, playbooks")
+    project_dir: Path = Field(default_factory=lambda: shipped("ansible"),
+                              description="ansible.cfg, roles, playbooks; default: the ones "
+                              "shipped with selfheal")
     forks: int = Field(10, ge=1)
     timeout_s: float = Field(300.0, gt=0, description="a play running longer is cancelled")
 
@@ -135,7 +138,9 @@ class StateSettings(_Group):
 class RulesSettings(_Group):
     """The YAML the ops team edits."""
 
-    dir: Path = Field(PROJECT_ROOT / "rules")
+    dir: Path = Field(default_factory=lambda: shipped("rules"),
+                      description="default: the rules shipped with selfheal (`selfheal init` "
+                      "copies them to edit)")
 
 
 class NotifySettings(_Group):

@@ -16,6 +16,7 @@ from orchestrator.cli.common import State
 from orchestrator.cli.demo import demo
 from orchestrator.cli.detect import detect_csv
 from orchestrator.cli.diagnose import diagnose
+from orchestrator.cli.init import init
 from orchestrator.cli.remediate import remediate
 from orchestrator.cli.serve import serve
 from orchestrator.cli.sweep import sweep
@@ -53,6 +54,7 @@ def _root(
 
 app.command("sweep")(sweep)
 app.command("serve")(serve)
+app.command("init")(init)
 app.command("diagnose")(diagnose)
 app.command("remediate")(remediate)
 app.command("demo")(demo)
