@@ -70,7 +70,8 @@ class Intake:
             log.warning("alert refused", extra={"reason": reason, "receiver": payload.receiver,
                                                 "endpoint": endpoint})
         now = self.clock()
-        new = [alert for alert in mapped.alerts if self.store.record_alert(alert, now)]
+        kept = self.store.record_alerts(list(mapped.alerts), now)
+        new = [alert for alert, fresh in zip(mapped.alerts, kept, strict=True) if fresh]
         causes = Counter((a.host, a.fault) for a in new)
         roots = tuple(RootCause(host, fault, n) for (host, fault), n in sorted(causes.items()))
         when = "none"

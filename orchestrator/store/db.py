@@ -365,25 +365,31 @@ class Store:
         self._retrying(write, f"incident {incident_id} failed verification")
 
     # -- alerts (selfheal serve) ------------------------------------------------------------
-    def record_alert(self, alert: Alert, now: float) -> bool:
-        """Keep an alert Alertmanager posted; False when this (fingerprint, startsAt, status)
-        was seen before (Alertmanager repeats a group on group_interval, repeat_interval)."""
+    def record_alerts(self, alerts: list[Alert], now: float) -> list[bool]:
+        """Keep the alerts of one payload in one transaction; each is False when its
+        (fingerprint, startsAt, status) was seen before (Alertmanager repeats a group on
+        group_interval and repeat_interval)."""
         kept: list[bool] = []
 
         def write() -> None:
-            try:
-                with self.engine.begin() as conn:
-                    conn.execute(insert(schema.alerts).values(
-                        fingerprint=alert.fingerprint, starts_at=alert.starts_at,
-                        status=alert.status, host=alert.host, fault=alert.fault,
-                        received_at=now, ends_at=alert.ends_at, labels=dict(alert.labels)))
-            except IntegrityError:
-                kept.append(False)
-            else:
-                kept.append(True)
+            kept.clear()
+            with self.engine.begin() as conn:
+                for alert in alerts:
+                    try:
+                        with conn.begin_nested():  # a duplicate undoes only its own insert
+                            conn.execute(insert(schema.alerts).values(
+                                fingerprint=alert.fingerprint, starts_at=alert.starts_at,
+                                status=alert.status, host=alert.host, fault=alert.fault,
+                                received_at=now, ends_at=alert.ends_at,
+                                labels=dict(alert.labels)))
+                    except IntegrityError:
+                        kept.append(False)
+                    else:
+                        kept.append(True)
 
-        self._retrying(write, f"alert {alert.fingerprint} on {alert.host}")
-        return kept[-1]
+        if alerts:
+            self._retrying(write, f"{len(alerts)} alerts")
+        return kept
 
     def fault_started_at(self, host: str, fault: str, before: float,
                          window_s: float = 86_400.0) -> float | None:
