@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 
 from orchestrator.cli import audit, baseline, incidents, lab, notify
+from orchestrator.cli.alert_rules import alert_rules
 from orchestrator.cli.common import State
 from orchestrator.cli.demo import demo
 from orchestrator.cli.detect import detect_csv
@@ -55,6 +56,7 @@ def _root(
 app.command("sweep")(sweep)
 app.command("serve")(serve)
 app.command("init")(init)
+app.command("alert-rules")(alert_rules)
 app.command("diagnose")(diagnose)
 app.command("remediate")(remediate)
 app.command("demo")(demo)

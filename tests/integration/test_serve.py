@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -91,8 +92,10 @@ def until(check: Callable[[], Any], timeout: float, what: str) -> Any:
     raise AssertionError(f"{what}: not within {timeout} s")
 
 
-@pytest.fixture
-def serve(tmp_path: Path, prometheus: RealPrometheus, exporter: Exporter) -> Iterator[Serve]:
+@contextmanager
+def running_serve(tmp_path: Path, prometheus_url: str, exporter: Exporter,
+                  prometheus: RealPrometheus, port: int | None = None) -> Iterator[Serve]:
+    """serve over hosts h1-h3 ({NET}.1-3), every series healthy, policy mode disabled."""
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "remediations.yml").write_text((PROJECT_ROOT / "rules" / "remediations.yml")
@@ -102,9 +105,9 @@ def serve(tmp_path: Path, prometheus: RealPrometheus, exporter: Exporter) -> Ite
     write_fault_rules(rules, FAULTS)
     (tmp_path / "hosts.ini").write_text("".join(
         f"h{i} ansible_connection=local selfheal_prometheus_host={NET}.{i}\n" for i in (1, 2, 3)))
-    port = free_port()
+    port = port or free_port()
     (tmp_path / "selfheal.yml").write_text(yaml.safe_dump({
-        "prometheus": {"url": prometheus.url}, "inventory": {"path": "hosts.ini"},
+        "prometheus": {"url": prometheus_url}, "inventory": {"path": "hosts.ini"},
         "state": {"dir": "state"}, "rules": {"dir": "rules"},
         "serve": {"listen": f"127.0.0.1:{port}", "sweep_every_s": 600}}))
     for i in (1, 2, 3):
@@ -134,6 +137,12 @@ def serve(tmp_path: Path, prometheus: RealPrometheus, exporter: Exporter) -> Ite
             exporter.gauge.labels(f"{NET}.{i}:8080", "selfheal-demo.service").set(1)
         assert proc.returncode == 0, log[-3000:]
         assert "Traceback" not in log, log[-3000:]
+
+
+@pytest.fixture
+def serve(tmp_path: Path, prometheus: RealPrometheus, exporter: Exporter) -> Iterator[Serve]:
+    with running_serve(tmp_path, prometheus.url, exporter, prometheus) as running:
+        yield running
 
 
 def firing(host: str, started: float, status: str = "firing") -> dict[str, Any]:
