@@ -58,11 +58,14 @@ class Kpis:
         return tally["healed"] / tried if tried else math.nan
 
     @classmethod
-    def from_store(cls, store: Store) -> Kpis:
-        audit = store.audit_counts(tuple(INTERVENTIONS))
+    def from_store(cls, store: Store, since: float | None = None) -> Kpis:
+        """Every figure, or those of incidents opened (and runs, interventions) since then."""
+        audit = store.audit_counts(tuple(INTERVENTIONS), since)
+        incidents = [i for i in store.all_incidents()
+                     if since is None or i.detected_at >= since]
         return cls.from_incidents(
-            store.all_incidents(), active=store.incident_counts(), runs=store.run_counts(),
-            rollbacks=store.run_counts("rollback"),
+            incidents, active=store.incident_counts(), runs=store.run_counts(since=since),
+            rollbacks=store.run_counts("rollback", since),
             interventions={kind: audit.get(action, 0) for action, kind in INTERVENTIONS.items()})
 
     @classmethod

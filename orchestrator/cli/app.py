@@ -18,6 +18,7 @@ from orchestrator.cli.demo import demo
 from orchestrator.cli.detect import detect_csv
 from orchestrator.cli.diagnose import diagnose
 from orchestrator.cli.init import init
+from orchestrator.cli.kpi_report import report
 from orchestrator.cli.remediate import remediate
 from orchestrator.cli.serve import serve
 from orchestrator.cli.sweep import sweep
@@ -57,6 +58,7 @@ app.command("sweep")(sweep)
 app.command("serve")(serve)
 app.command("init")(init)
 app.command("alert-rules")(alert_rules)
+app.command("report")(report)
 app.command("diagnose")(diagnose)
 app.command("remediate")(remediate)
 app.command("demo")(demo)

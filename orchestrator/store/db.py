@@ -441,13 +441,14 @@ class Store:
             counts[incident.state.value] = counts.get(incident.state.value, 0) + 1
         return counts
 
-    def run_counts(self, phase: str = "remediate") -> dict[str, int]:
+    def run_counts(self, phase: str = "remediate", since: float | None = None
+                   ) -> dict[str, int]:
         """Runs of ``phase`` for real (not check mode), by outcome; a remediation whose fix
         did not verify counts as failed, as for the circuit breaker; a run whose outcome is not
         written yet (in flight, or its controller died) is "started"."""
         query = (select(schema.runs.c.status, func.count()).where(
-            schema.runs.c.check_mode.is_(False), schema.runs.c.phase == phase)
-            .group_by(schema.runs.c.status))
+            schema.runs.c.check_mode.is_(False), schema.runs.c.phase == phase,
+            schema.runs.c.started_at >= (since or 0.0)).group_by(schema.runs.c.status))
         with self.engine.connect() as conn:
             return {str(status): int(count) for status, count in conn.execute(query)}
 
@@ -458,10 +459,12 @@ class Store:
         with self.engine.connect() as conn:
             return [_row_to_incident(r) for r in conn.execute(query)]
 
-    def audit_counts(self, actions: tuple[str, ...]) -> dict[str, int]:
-        """How many audit records of each of ``actions`` the log holds."""
+    def audit_counts(self, actions: tuple[str, ...], since: float | None = None
+                     ) -> dict[str, int]:
+        """How many audit records of each of ``actions`` the log holds (since ``since``)."""
         a = schema.audit
-        query = (select(a.c.action, func.count()).where(a.c.action.in_(actions))
+        query = (select(a.c.action, func.count()).where(a.c.action.in_(actions),
+                                                        a.c.at >= (since or 0.0))
                  .group_by(a.c.action))
         with self.engine.connect() as conn:
             return {str(action): int(n) for action, n in conn.execute(query)}
