@@ -281,8 +281,10 @@ def _cooldown(plan: Plan, policy: Policy, state: PolicyState,
         return [], []
     recent = [t for t in runs if state.now - t < flap.window_s]
     if len(recent) >= flap.max_returns:
-        return [], [f"flapping: {plan.remediation} ran {len(recent)} times on {host} in the last "
-                    f"{flap.window_s:.0f}s and the fault is back: the fix does not hold"]
+        ages = ", ".join(f"{state.now - t:.0f}s" for t in recent)
+        return [], [f"recurring (flapping): {plan.remediation} ran {len(recent)} times on "
+                    f"{host} in the last {flap.window_s:.0f}s (runs {ages} ago) and the fault "
+                    "is back: the fix does not hold"]
     cooldown = plan.cooldown_s * flap.backoff ** max(0, len(recent) - 1)
     since = state.now - runs[-1]
     if since < cooldown:

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, func, insert, inspect, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from orchestrator.core.learning import Record
 from orchestrator.core.policy import PastRun
 from orchestrator.errors import AuditChainError, StoreUnavailable
 from orchestrator.models import (
@@ -458,6 +459,23 @@ class Store:
         query = select(schema.incidents).order_by(schema.incidents.c.id)
         with self.engine.connect() as conn:
             return [_row_to_incident(r) for r in conn.execute(query)]
+
+    def remediation_records(self) -> dict[tuple[str, str], Record]:
+        """Per (fault, remediation): incidents it fixed (verified) and ones where it ran and
+        did not (rolled back or escalated); false positives left out (``core.learning``)."""
+        i = schema.incidents
+        ended = {IncidentState.RESOLVED.value: "ok", IncidentState.ROLLED_BACK.value: "bad",
+                 IncidentState.ESCALATED.value: "bad"}
+        query = select(i.c.fault, i.c.remediation, i.c.state, i.c.detail).where(
+            i.c.remediation_started_at.is_not(None), i.c.state.in_(list(ended)))
+        tally: dict[tuple[str, str], list[int]] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                if (row.detail or {}).get("false_positive") or not row.remediation:
+                    continue
+                counts = tally.setdefault((row.fault, row.remediation), [0, 0])
+                counts[0 if ended[row.state] == "ok" else 1] += 1
+        return {key: Record(ok, bad) for key, (ok, bad) in tally.items()}
 
     def audit_counts(self, actions: tuple[str, ...], since: float | None = None
                      ) -> dict[str, int]:

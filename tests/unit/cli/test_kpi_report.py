@@ -29,7 +29,7 @@ def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         t = now - age
         healed = store.open_incident(host, "service_crash", t, {"fault_started_at": t - 2})
         healed = walk(store, healed, S.DIAGNOSED, S.PLANNED, S.REMEDIATING, at=t + 1,
-                      remediation_started_at=t + 1)
+                      remediation_started_at=t + 1, remediation="service_restart")
         run(store, healed, "remediate", OutcomeStatus.SUCCEEDED, t + 1)
         walk(store, healed, S.VERIFYING, S.RESOLVED, at=t + 6, resolved_at=t + 6)
     return tmp_path
@@ -60,3 +60,14 @@ def test_text_and_html(state: Path) -> None:
 def test_a_bad_window_names_the_form(state: Path) -> None:
     got = CliRunner().invoke(app, ["report", "--since", "a week"])
     assert got.exit_code == 2 and "30m, 24h, 7d or 2w" in got.output
+
+
+def test_incidents_stats_shows_records_and_the_order(state: Path) -> None:
+    got = CliRunner().invoke(app, ["incidents", "stats", "--json"])
+    assert got.exit_code == 0, got.output
+    rows = {(r["fault"], r["remediation"]): r for r in json.loads(got.output)["remediations"]}
+    crash = rows[("service_crash", "service_restart")]
+    assert (crash["healed"], crash["failed"], crash["rank"]) == (2, 0, 1)
+    assert crash["score"] == 0.75
+    text = CliRunner().invoke(app, ["incidents", "stats"])
+    assert text.exit_code == 0 and "service_restart" in text.output
