@@ -33,7 +33,7 @@ from tests.integration.conftest import Exporter, RealPrometheus, free_port
 
 pytestmark = pytest.mark.integration
 TOKEN = "serve-test-token"
-NET = "127.0.4"  # this file's hosts; other tests publish other addresses on the shared exporter
+NET = "127.0.46"  # this file's hosts, no other test's: the exporter is shared by the session
 FAULTS = f"""
 signals:
   node_up: {{promql: 'selfheal_test_service_up{{unit="node",instance=~"{NET}.*"}}',
@@ -133,8 +133,9 @@ def running_serve(tmp_path: Path, prometheus_url: str, exporter: Exporter,
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
         log = (tmp_path / "serve.log").read_text()
-        for i in (1, 2, 3):
-            exporter.gauge.labels(f"{NET}.{i}:8080", "selfheal-demo.service").set(1)
+        for i in (1, 2, 3):  # leave no series behind for the tests after this one
+            exporter.gauge.remove(f"{NET}.{i}:8080", "selfheal-demo.service")
+            exporter.gauge.remove(f"{NET}.{i}:9100", "node")
         assert proc.returncode == 0, log[-3000:]
         assert "Traceback" not in log, log[-3000:]
 
