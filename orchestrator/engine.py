@@ -340,8 +340,8 @@ class Controller:
         now = self.clock()
         dry_run = view.dry_run
         existing = view.active.get((d.host, d.fault, d.subject))
-        kin = self._kin(d, view)
-        if existing is None and kin is not None and kin.state not in (S.SUPPRESSED, S.HELD):
+        kin = self._kin(d, view) if existing is None else None
+        if kin is not None and kin.state not in (S.SUPPRESSED, S.HELD):
             return self._open_action(kin)  # the same symptom is already in hand as another fault
         if existing is not None:
             if existing.state is S.SUPPRESSED:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from orchestrator.errors import PermanentError, TargetError
-from orchestrator.lab import demo_releases, services_web
+from orchestrator.lab import ca, demo_releases, services_web
 from orchestrator.lab.layout import APP, DB, WEB, runs
 from orchestrator.lab.paths import DEMO_UNIT, LabPaths, lab_paths
 from orchestrator.lab.probe import ssh_run
@@ -74,6 +74,15 @@ def _stop(unit: str, *then: str) -> tuple[str, ...]:
     return ("sh", "-c", " ; ".join((f"systemctl stop {unit} 2>/dev/null", *then, "true")))
 
 
+def _served_certificate(kind: ca.Kind, description: str) -> Fault:
+    """A web host's nginx serves a certificate of ``kind`` from the lab CA; clearing serves a
+    fresh valid one the same way. Both return once nginx serves it."""
+    return Fault(description=description, command=services_web.INSTALL_CERT,
+                 prepare=services_web.stage(kind), settle=services_web.wait_served,
+                 clear=services_web.INSTALL_CERT, prepare_clear=services_web.stage("valid"),
+                 group=WEB)
+
+
 FILL = "/usr/local/bin/selfheal_lab_fill.py"
 DISK_UNIT = "selfheal-lab-disk-fill.service"
 DB_UNIT = "selfheal-lab-db-fill.service"
@@ -105,26 +114,12 @@ FAULTS: dict[str, Fault] = {
         clear=_stop(DB_UNIT),
         group=DB,
     ),
-    "tls_expiry": Fault(
-        description="nginx serves a lab-CA certificate with 2 days left (inside the 7-day "
-                    "warning window); heal: a certificate valid beyond the window, served",
-        command=services_web.INSTALL_CERT,
-        prepare=services_web.stage("expiring"),
-        settle=services_web.wait_served,
-        clear=services_web.INSTALL_CERT,
-        prepare_clear=services_web.stage("valid"),
-        group=WEB,
-    ),
-    "tls_expired": Fault(
-        description="nginx serves a lab-CA certificate that expired 2 days ago; heal as "
-                    "tls_expiry",
-        command=services_web.INSTALL_CERT,
-        prepare=services_web.stage("expired"),
-        settle=services_web.wait_served,
-        clear=services_web.INSTALL_CERT,
-        prepare_clear=services_web.stage("valid"),
-        group=WEB,
-    ),
+    "tls_expiry": _served_certificate(
+        "expiring", "nginx serves a lab-CA certificate with 2 days left (inside the 7-day "
+        "warning window); heal: a certificate valid beyond the window, served"),
+    "tls_expired": _served_certificate(
+        "expired", "nginx serves a lab-CA certificate that expired 2 days ago; heal as "
+        "tls_expiry"),
     "cpu_runaway": Fault(
         description="a rogue sha256sum outside any unit burns a core (stop or renice it to heal)",
         command=("sh", "-c", _ROGUE),

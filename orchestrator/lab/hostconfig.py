@@ -54,7 +54,9 @@ def write_host_files(paths: LabPaths, name: str, address: str) -> list[str]:
         ),
         "selfheal-demo": f"LISTEN={address}:{DEMO_PORT}\n",
     }
-    services = services_postgres.host_files(address)
+    # lab services' own files: name -> (text, where the host sees it)
+    services = {file_name: spec for service in (services_postgres, services_process)
+                for file_name, spec in service.host_files(address).items()}
     files.update({file_name: text for file_name, (text, _) in services.items()})
     for file_name, text in files.items():
         (host_dir / file_name).write_text(text, encoding="utf-8")
@@ -74,9 +76,6 @@ def write_host_files(paths: LabPaths, name: str, address: str) -> list[str]:
         markers: MARKER_DIR,
         **{host_dir / file_name: target for file_name, (_, target) in services.items()},
     }
-    for file_name, (text, target) in services_process.host_files(address).items():
-        (host_dir / file_name).write_text(text, encoding="utf-8")
-        binds[host_dir / file_name] = target
     return [f"--bind-ro={source}:{target}" for source, target in binds.items()] + (
         services_web.host_files(paths, name, address))
 
