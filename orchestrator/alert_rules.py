@@ -2,10 +2,11 @@
 
 Called by ``selfheal alert-rules``. One alert per fault, on the fault's lead signal (the first of
 ``when_firing``) with its ``firing_when`` comparison, labelled ``fault: <name>``: that label is
-how serve groups alerts by root cause. The alert only wakes a sweep; the sweep judges the whole
-rule (every ``when_firing`` and ``when_healthy`` signal) from Prometheus as always, so the
-alert may be broader than the fault. Faults that fire only on detector findings have no PromQL
-to alert on and are listed in a comment instead. Pure: no I/O.
+how serve groups alerts by root cause. The expression keeps the signal's labels, so the alert
+carries its subject (``unit``, ``mountpoint``) as the incident will. The alert only wakes a
+sweep; the sweep judges the whole rule (every ``when_firing`` and ``when_healthy`` signal) from
+Prometheus as always, so the alert may be broader than the fault. Faults that fire only on
+detector findings have no PromQL to alert on and are listed in a comment instead. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -39,12 +40,13 @@ def alerting_rules(faults: FaultRules) -> tuple[dict[str, Any], tuple[str, ...]]
         if comparison is None:
             skipped.append(f"{name}: its signal {signal.name} has no firing_when")
             continue
+        which = "".join(f" {key} {{{{ $labels.{key} }}}}" for key in signal.subject)
         rule: dict[str, Any] = {
             "alert": alert_name(name),
             "expr": f"({signal.promql.strip()}) {comparison.op} {comparison.threshold:g}",
             "labels": {"fault": name, "severity": SEVERITY},
             "annotations": {
-                "summary": f"{name} on {{{{ $labels.instance }}}}",
+                "summary": f"{name}{which} on {{{{ $labels.instance }}}}",
                 "description": _no_templating(fault.description),
             },
         }

@@ -122,7 +122,8 @@ def create_app(intake: Intake, store: Store, token: str, max_body_bytes: int,
                 alerts.labels(endpoint, result).inc(count)
         body_out = {"accepted": got.accepted, "duplicates": got.duplicates,
                     "refused": list(got.refused), "sweep": got.sweep,
-                    "root_causes": [{"host": r.host, "fault": r.fault, "alerts": r.alerts}
+                    "root_causes": [{"host": r.host, "fault": r.fault, "subject": r.subject,
+                                     "alerts": r.alerts}
                                     for r in got.root_causes]}
         # every alert named a host outside the inventory: a routing mistake someone must see
         everything_refused = bool(got.refused) and not got.accepted and not got.duplicates

@@ -357,7 +357,7 @@ class Controller:
         incident = existing
         if incident is None and not dry_run:
             # an alert that told of the fault dates its start, for the time to detect
-            began = self.store.fault_started_at(d.host, d.fault, now)
+            began = self.store.fault_started_at(d.host, d.fault, d.subject, now)
             incident = self.store.open_incident(d.host, d.fault, now, {
                 "evidence": list(d.evidence), "confidence": d.confidence,
                 **({"subject": d.subject} if d.subject else {}),

@@ -206,8 +206,9 @@ class Alert:
     starts_at: float
     ends_at: float | None
     host: str  # the inventory name
-    fault: str  # its `fault` label, else its alertname: what "one root cause" groups by
+    fault: str  # the catalog fault it names (see sources.alertmanager), else its own name
     labels: Mapping[str, str] = field(default_factory=lambda: _frozen(None))
+    subject: str = ""  # the fault's subject from the alert's labels ("unit=x"), as incidents
 
 
 @dataclass(frozen=True)

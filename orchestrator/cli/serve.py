@@ -42,8 +42,8 @@ def serve(
     store = store_for(settings)
     loop = SweepLoop(settings, lambda: controller_for(settings, store=store),
                      settings.serve.sweep_every_s)
-    intake = Intake(store, lambda: loop.controller.inventory, loop.wake,
-                    settings.serve.batch_window_s)
+    intake = Intake(store, lambda: loop.controller.inventory,
+                    lambda: loop.controller.rules.faults, loop.wake, settings.serve.batch_window_s)
     failed: list[BaseException] = []
     server: uvicorn.Server | None = None
 

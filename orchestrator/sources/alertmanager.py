@@ -4,7 +4,9 @@ Called by ``orchestrator.intake`` for every POST to ``selfheal serve``'s alert e
 payload is validated by pydantic (a clear 422 names the field); each alert is then mapped to an
 inventory host by its ``instance`` label's host part (as for Prometheus series), else by a
 ``host`` label naming an inventory host. An alert naming no inventory host is refused, never
-guessed at.
+guessed at. Its fault is the catalog fault its ``fault`` label or its alertname names (the
+rules ``selfheal alert-rules`` writes carry both); its subject comes from the labels the fault's
+lead signal tells subjects apart by (``unit``, ``mountpoint``), as for an incident.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+from orchestrator.alert_rules import alert_name
+from orchestrator.core.faults import FaultRules
 from orchestrator.models import Alert
 from orchestrator.sources.prometheus import instance_host
 
@@ -23,6 +27,7 @@ _Text = Annotated[str, StringConstraints(max_length=4096)]
 _Labels = Annotated[dict[Annotated[str, StringConstraints(max_length=256)], _Text],
                     Field(max_length=128)]
 # Alertmanager's fingerprints are 16 hex digits; allow any short token, nothing else
+MAX_FAULT = 128  # the alerts table's fault column
 _Fingerprint = Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z_-]{1,64}$")]
 
 
@@ -87,9 +92,27 @@ def host_of(labels: Mapping[str, str], by_address: Mapping[str, str],
     return by_address.get(host) if host else None
 
 
+def fault_of(labels: Mapping[str, str], faults: FaultRules) -> tuple[str, str]:
+    """The catalog fault an alert names (its ``fault`` label, else its alertname as a fault
+    name or as ``selfheal alert-rules`` names it) and its subject; an alert of another rule
+    keeps its own name and no subject: it still wakes a sweep, which judges the metrics."""
+    named = labels.get("fault") or ""
+    alertname = labels.get("alertname") or ""
+    by_alert = {alert_name(name): name for name in faults.faults}
+    fault = next((n for n in (named, alertname, by_alert.get(alertname, ""))
+                  if n in faults.faults), "")
+    if not fault:  # kept to log and group by: as long as the store's fault column allows
+        return (named or alertname or "unnamed")[:MAX_FAULT], ""
+    lead = faults.signals[faults.faults[fault].lead]
+    if not lead.subject or any(not labels.get(key) for key in lead.subject):
+        return fault, ""  # host-wide, or the alert's rule dropped the labels that tell which
+    return fault, lead.subject_of(labels)
+
+
 def map_alerts(payload: WebhookPayload, by_address: Mapping[str, str],
-               names: frozenset[str]) -> Mapped:
-    """Each alert as an ``Alert`` on its inventory host; the rest refused with the reason."""
+               names: frozenset[str], faults: FaultRules) -> Mapped:
+    """Each alert as an ``Alert`` on its inventory host, with its fault and subject; the rest
+    refused with the reason."""
     alerts: list[Alert] = []
     refused: list[str] = []
     for alert in payload.alerts:
@@ -102,9 +125,9 @@ def map_alerts(payload: WebhookPayload, by_address: Mapping[str, str],
                               "names no host (no instance or host label)"))
             continue
         starts = _epoch(alert.startsAt)
+        fault, subject = fault_of(alert.labels, faults)
         alerts.append(Alert(
             fingerprint=alert.fingerprint, status=alert.status,
             starts_at=starts if starts is not None else 0.0, ends_at=_epoch(alert.endsAt),
-            host=host, fault=alert.labels.get("fault") or name or "unnamed",
-            labels=dict(alert.labels)))
+            host=host, fault=fault, labels=dict(alert.labels), subject=subject))
     return Mapped(tuple(alerts), tuple(refused))

@@ -380,7 +380,7 @@ class Store:
                             conn.execute(insert(schema.alerts).values(
                                 fingerprint=alert.fingerprint, starts_at=alert.starts_at,
                                 status=alert.status, host=alert.host, fault=alert.fault,
-                                received_at=now, ends_at=alert.ends_at,
+                                subject=alert.subject, received_at=now, ends_at=alert.ends_at,
                                 labels=dict(alert.labels)))
                     except IntegrityError:
                         kept.append(False)
@@ -391,15 +391,16 @@ class Store:
             self._retrying(write, f"{len(alerts)} alerts")
         return kept
 
-    def fault_started_at(self, host: str, fault: str, before: float,
+    def fault_started_at(self, host: str, fault: str, subject: str, before: float,
                          window_s: float = 86_400.0) -> float | None:
-        """When the earliest alert about ``fault`` on ``host`` that still fires began (its
-        startsAt), for the time to detect; None when no alert told of it."""
+        """When the earliest alert about ``fault`` on ``host`` and ``subject`` that still fires
+        began (its startsAt), for the time to detect; None when no alert told of it. An alert
+        that names no subject tells of every subject of the host."""
         a = schema.alerts
         with self.engine.connect() as conn:
             rows = list(conn.execute(select(a.c.fingerprint, a.c.starts_at, a.c.status).where(
-                a.c.host == host, a.c.fault == fault, a.c.starts_at <= before,
-                a.c.received_at >= before - window_s)))
+                a.c.host == host, a.c.fault == fault, a.c.subject.in_({subject, ""}),
+                a.c.starts_at <= before, a.c.received_at >= before - window_s)))
         resolved = {(r.fingerprint, r.starts_at) for r in rows if r.status == "resolved"}
         firing = [r.starts_at for r in rows
                   if r.status == "firing" and (r.fingerprint, r.starts_at) not in resolved]

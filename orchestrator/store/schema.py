@@ -67,6 +67,7 @@ alerts = Table(
     Column("status", String(16), nullable=False),
     Column("host", String(255), nullable=False, index=True),
     Column("fault", String(128), nullable=False),
+    Column("subject", Text, nullable=False, default=""),  # label values: no length cap
     Column("received_at", Float, nullable=False),
     Column("ends_at", Float),
     Column("labels", JSON, nullable=False, default=dict),

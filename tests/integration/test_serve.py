@@ -200,5 +200,5 @@ def test_a_wrong_token_records_nothing(serve: Serve) -> None:
                            token="wrong")
     assert status == 401
     store = serve.store()
-    assert store.fault_started_at("h2", "service_crash", time.time() + 1) is None
+    assert store.fault_started_at("h2", "service_crash", "", time.time() + 1) is None
     assert store.audit_records() == []  # nothing happened on a healthy fleet, nothing by us

@@ -19,10 +19,13 @@ from sqlalchemy import func, select
 from orchestrator.api import create_app
 from orchestrator.execute.inventory import Host, Inventory
 from orchestrator.intake import Intake
+from orchestrator.rules import load_rules
 from orchestrator.store import schema
 from orchestrator.store.db import Store
+from tests.conftest import ROLES_DIR, RULES_DIR
 
 TOKEN = "t0ken-for-tests"
+FAULTS = load_rules(RULES_DIR, ROLES_DIR).faults
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
@@ -45,7 +48,7 @@ def inventory() -> Inventory:
 def world(tmp_path: Path) -> tuple[TestClient, Store, Wakes]:
     store = Store(f"sqlite:///{tmp_path / 'state.db'}", b"k" * 32)
     wakes = Wakes()
-    intake = Intake(store, inventory, wakes, window_s=0.3)
+    intake = Intake(store, inventory, lambda: FAULTS, wakes, window_s=0.3)
     app = create_app(intake, store, TOKEN, 4096, alive=lambda: True, times=lambda: None)
     return TestClient(app), store, wakes
 
@@ -89,7 +92,7 @@ def test_immediate_keeps_the_alert_and_wakes_the_sweep_once(
     assert got.status_code == 200, got.text
     assert got.json() == {"accepted": 1, "duplicates": 0, "refused": [], "sweep": "now",
                           "root_causes": [{"host": "web1", "fault": "ServiceDown",
-                                           "alerts": 1}]}
+                                           "subject": "", "alerts": 1}]}
     assert wakes.count == 1
     # Alertmanager re-sends the group on group_interval: a duplicate, no second sweep
     again = client.post("/api/v1/alert/immediate", json=payload(alert()), headers=AUTH)
@@ -109,11 +112,12 @@ def test_nanosecond_start_is_kept_and_dates_the_fault(world: tuple[TestClient, S
     client.post("/api/v1/alert/immediate", headers=AUTH,
                 json=payload(alert(fault="service_crash")))
     start = 1714557600.123456  # 2024-05-01T10:00:00.123456Z (nanoseconds cut to micro)
-    assert store.fault_started_at("web1", "service_crash", time.time()) == pytest.approx(start)
-    assert store.fault_started_at("web2", "service_crash", time.time()) is None
+    assert store.fault_started_at("web1", "service_crash", "", time.time()
+                                  ) == pytest.approx(start)
+    assert store.fault_started_at("web2", "service_crash", "", time.time()) is None
     client.post("/api/v1/alert/immediate", headers=AUTH,
                 json=payload(alert(status="resolved", fault="service_crash")))
-    assert store.fault_started_at("web1", "service_crash", time.time()) is None
+    assert store.fault_started_at("web1", "service_crash", "", time.time()) is None
 
 
 def test_batch_merges_alerts_of_one_root_cause_into_one_sweep(
@@ -126,8 +130,9 @@ def test_batch_merges_alerts_of_one_root_cause_into_one_sweep(
     assert first.status_code == 200
     body = first.json()
     assert body["accepted"] == 3 and body["sweep"].startswith("in ")
-    assert body["root_causes"] == [{"host": "web1", "fault": "service_crash", "alerts": 2},
-                                   {"host": "web2", "fault": "disk_full", "alerts": 1}]
+    assert body["root_causes"] == [
+        {"host": "web1", "fault": "service_crash", "subject": "", "alerts": 2},
+        {"host": "web2", "fault": "disk_full", "subject": "", "alerts": 1}]
     second = client.post("/api/v1/alert/batch", headers=AUTH,
                          json=payload(alert(fingerprint="f4", fault="service_crash")))
     assert second.json()["accepted"] == 1
@@ -135,6 +140,32 @@ def test_batch_merges_alerts_of_one_root_cause_into_one_sweep(
     assert wakes.event.wait(5)
     time.sleep(0.5)  # a second window would have closed by now
     assert wakes.count == 1
+
+
+def test_an_alert_maps_to_its_catalog_fault_and_subject(world: tuple[TestClient, Store, Wakes]
+                                                        ) -> None:
+    client, store, _ = world
+    got = client.post("/api/v1/alert/batch", headers=AUTH, json=payload(
+        # as `selfheal alert-rules` writes them: alertname and fault label, series labels kept
+        alert(fingerprint="u1", alertname="SelfhealUnitFailed", fault="unit_failed",
+              unit="nginx.service"),
+        alert(fingerprint="u2", alertname="SelfhealUnitFailed", fault="unit_failed",
+              unit="cron.service"),
+        # a rule of the team's own, named like the fault; the mount point tells which disk
+        alert(fingerprint="d1", alertname="disk_full", mountpoint="/srv"),
+        # our alertname without the fault label; a host-wide alert of a subject fault
+        alert(host="127.0.9.2", fingerprint="s1", alertname="SelfhealServiceCrash")))
+    assert got.json()["root_causes"] == [
+        {"host": "web1", "fault": "disk_full", "subject": "mountpoint=/srv", "alerts": 1},
+        {"host": "web1", "fault": "unit_failed", "subject": "unit=cron.service", "alerts": 1},
+        {"host": "web1", "fault": "unit_failed", "subject": "unit=nginx.service", "alerts": 1},
+        {"host": "web2", "fault": "service_crash", "subject": "", "alerts": 1}]
+    now = time.time()
+    # the time to detect of one unit's incident is dated by that unit's alert (or a host-wide
+    # one), never by another unit's
+    assert store.fault_started_at("web1", "unit_failed", "unit=nginx.service", now) is not None
+    assert store.fault_started_at("web1", "unit_failed", "unit=ssh.service", now) is None
+    assert store.fault_started_at("web2", "service_crash", "unit=demo.service", now) is not None
 
 
 def test_alerts_for_hosts_outside_the_inventory_are_refused_and_logged(

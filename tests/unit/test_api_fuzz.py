@@ -19,7 +19,7 @@ from orchestrator.api import create_app
 from orchestrator.intake import Intake
 from orchestrator.store import schema
 from orchestrator.store.db import Store
-from tests.unit.test_api import AUTH, TOKEN, inventory, payload, rows
+from tests.unit.test_api import AUTH, FAULTS, TOKEN, inventory, payload, rows
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
@@ -32,10 +32,12 @@ moments = st.one_of(st.sampled_from(["2024-05-01T10:00:00Z", "0001-01-01T00:00:0
                     st.integers(), st.floats(), st.text(max_size=30))
 alert_bodies = st.fixed_dictionaries({
     "status": st.sampled_from(["firing", "resolved", "", "FIRING"]) | st.text(max_size=10),
-    "labels": st.dictionaries(st.sampled_from(["alertname", "instance", "host", "fault", "x"])
+    "labels": st.dictionaries(st.sampled_from(["alertname", "instance", "host", "fault", "unit",
+                                               "mountpoint", "x"])
                               | st.text(max_size=10),
-                              st.sampled_from(["127.0.9.1:8080", "web2", "[::1]:9", ":", ""])
-                              | st.text(max_size=30), max_size=6),
+                              st.sampled_from(["127.0.9.1:8080", "web2", "[::1]:9", ":", "",
+                                               "unit_failed", "SelfhealDiskFull"])
+                              | st.text(max_size=30), max_size=7),
     "startsAt": moments, "endsAt": moments,
     "fingerprint": st.sampled_from(["a1b2c3d4e5f60708", ""]) | st.text(max_size=70),
 })
@@ -45,7 +47,7 @@ alert_bodies = st.fixed_dictionaries({
 def client(tmp_path_factory: pytest.TempPathFactory) -> tuple[TestClient, Store]:
     path: Path = tmp_path_factory.mktemp("fuzz") / "state.db"
     store = Store(f"sqlite:///{path}", b"k" * 32)
-    intake = Intake(store, inventory, lambda: None, window_s=0.05)
+    intake = Intake(store, inventory, lambda: FAULTS, lambda: None, window_s=0.05)
     app = create_app(intake, store, TOKEN, 65536, alive=lambda: True, times=lambda: None)
     return TestClient(app, raise_server_exceptions=True), store
 

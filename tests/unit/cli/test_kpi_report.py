@@ -71,3 +71,26 @@ def test_incidents_stats_shows_records_and_the_order(state: Path) -> None:
     assert crash["score"] == 0.75
     text = CliRunner().invoke(app, ["incidents", "stats"])
     assert text.exit_code == 0 and "service_restart" in text.output
+
+
+def test_incidents_of_two_units_on_one_host_are_two_in_the_kpis(state: Path) -> None:
+    store = store_for(load_settings(None))
+    t = time.time() - 600
+    ids = []
+    for unit in ("nginx.service", "cron.service"):
+        incident = store.open_incident("h3", "unit_failed", t, {"subject": f"unit={unit}",
+                                                                 "fault_started_at": t - 1})
+        incident = walk(store, incident, S.DIAGNOSED, S.PLANNED, S.REMEDIATING, at=t + 1,
+                        remediation_started_at=t + 1, remediation="unit_restart")
+        run(store, incident, "remediate", OutcomeStatus.SUCCEEDED, t + 1)
+        walk(store, incident, S.VERIFYING, S.RESOLVED, at=t + 4, resolved_at=t + 4)
+        ids.append(incident.id)
+    marked = CliRunner().invoke(app, ["incidents", "mark", str(ids[1]), "--false-positive",
+                                      "--json"])
+    assert marked.exit_code == 0, marked.output
+    f = json.loads(CliRunner().invoke(app, ["report", "--since", "24h", "--json"]).output)
+    assert {"fault": "unit_failed", "outcome": "healed", "incidents": 1} in f["outcomes"]
+    assert f["false_positives"] == 1
+    assert f["time_to_detect_s"]["count"] == 3  # h1's crash and both units
+    text = CliRunner().invoke(app, ["report", "--since", "24h"])
+    assert text.exit_code == 0 and "unit_failed" in text.output
