@@ -3,9 +3,10 @@
 Registered by the root app (``app.add_typer(baseline.app, name="baseline")``). ``train`` reads the
 history window from Prometheus (one range query per signal of ``rules/detection.yml``, through
 ``orchestrator.sources.features``), masks out the incident windows of the store, replays the rest
-through ``orchestrator.core.detect.train_detector`` (seasonal baselines per host and signal, then
-the IsolationForest), and saves the model with its metadata (when, which window, which hosts,
-library versions) under ``<state.dir>/baselines``. The sweep (``orchestrator.detection``) loads
+through ``orchestrator.core.detect.train_detector`` (which also leaves out what the detector itself
+flags; seasonal baselines per host and signal, then the IsolationForest), and saves the model
+with its metadata (when, which window, which hosts, library versions) under
+``<state.dir>/baselines``. The sweep (``orchestrator.detection``) loads
 it. ``train`` is meant for a daily timer (``docs/systemd/selfheal-baseline.timer``); ``status``
 says what a sweep would load.
 
@@ -38,7 +39,6 @@ from orchestrator.errors import InventoryError, PermanentError, SourceUnavailabl
 app = typer.Typer(help="Train and inspect the learned detection baselines.", no_args_is_help=True)
 
 MAX_POINTS = 10_000  # Prometheus refuses range queries of more than 11,000 points per series
-INCIDENT_PAD_S = 3600.0  # a fault starts before it is detected and settles after it is resolved
 
 
 class NoData(PermanentError):
@@ -93,6 +93,7 @@ def incident_mask(settings: Settings, times: Any, hosts: Sequence[str], now: flo
     """(rows x hosts) True outside incident windows; the count of incidents; notes."""
     import numpy as np
 
+    from orchestrator.core.detect.fleet import MASK_PAD_S
     from orchestrator.wiring import store_for
 
     incidents = store_for(settings).incidents(limit=100_000)
@@ -107,7 +108,7 @@ def incident_mask(settings: Settings, times: Any, hosts: Sequence[str], now: flo
         # a fault lasts until resolved, or for escalated/rolled-back/suppressed ones until it
         # cleared; one still going masks everything up to now
         end = inc.resolved_at or inc.cleared_at or now
-        hit = (times >= inc.detected_at - INCIDENT_PAD_S) & (times <= end + INCIDENT_PAD_S)
+        hit = (times >= inc.detected_at - MASK_PAD_S) & (times <= end + MASK_PAD_S)
         if hit.any():
             clean[hit, i] = False
             used += 1
@@ -125,7 +126,7 @@ def train(
     Exit 0 saved, 2 error (Prometheus down, no data, bad rules)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from orchestrator.core.detect.fleet import train_detector
+    from orchestrator.core.detect.fleet import replays, train_detector
     from orchestrator.detection import BASELINE_NAME, baseline_dir, load_detection_rules
     from orchestrator.sources.features import as_arrays, fleet_features
     from orchestrator.store.baselines import save_baseline
@@ -155,13 +156,17 @@ def train(
                          "check that the node targets are scraped and the PromQL matches them")
         times, values = as_arrays(frames, hosts)
         clean, incidents, notes = incident_mask(settings, times, hosts, now)
-        replay = progress.add_task("learning baselines", total=len(times))
+        replay = progress.add_task("learning baselines", total=replays() * len(times))
         detector = train_detector(rules, hosts, times, values, clean, step_s=step,
-                                  progress=lambda r: progress.update(replay, completed=r + 1))
+                                  progress=lambda done: progress.update(replay, completed=done))
     forest = detector.forest
     summary: dict[str, Any] = {
         "step_s": step, "rows": len(times), "excluded_points": int((~clean).sum()),
-        "incidents_excluded": incidents, "signals": list(rules.all_signals),
+        "incidents_excluded": incidents,
+        "self_masked_windows": len(detector.self_masked),
+        "self_masked_points": int(sum(
+            ((times >= a) & (times <= b)).sum() for _, a, b in detector.self_masked)),
+        "signals": list(rules.all_signals),
         "detectors": list(detector.detectors),
         "forest": None if forest is None else {"rows": forest.rows,
                                                "threshold": round(forest.threshold, 4)},
@@ -176,7 +181,10 @@ def train(
     else:
         console.print(f"saved {path}: {len(hosts)} hosts, {len(times)} points of {step:g} s "
                       f"over {days:g} d, {summary['excluded_points']} points in "
-                      f"{incidents} incident windows left out, detectors "
+                      f"{incidents} incident windows left out, "
+                      f"{summary['self_masked_points']} points in "
+                      f"{summary['self_masked_windows']} windows the detector flagged left out, "
+                      "detectors "
                       f"{', '.join(detector.detectors)}", highlight=False)
         for note in notes:
             console.print(f"[yellow]note:[/] {note}", highlight=False)

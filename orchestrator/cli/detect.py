@@ -2,7 +2,8 @@
 
 Registered by the root app (``root.command("detect-csv")(detect_csv)``). Reads
 ``timestamp,value[,value2,...]``, runs every value column through
-``orchestrator.core.detect.stream`` with the frozen defaults (causal: a row is judged only from the
+``orchestrator.core.detect.stream`` with the frozen defaults the sweep uses (``BaselineParams`` with
+``rules/detection.yml``'s ``defaults: baseline:`` applied; causal: a row is judged only from the
 rows before it; no labels, no per-file tuning) and writes the same rows plus ``anomaly_score``
 (0..1, above 0.5 exactly on detections) and ``is_anomaly`` (0/1); with several value columns a row
 takes the highest score of its columns.
@@ -24,7 +25,14 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from orchestrator.cli.common import JSON_OPTION, OK, emit_json, err_console, handle_errors
+from orchestrator.cli.common import (
+    JSON_OPTION,
+    OK,
+    State,
+    emit_json,
+    err_console,
+    handle_errors,
+)
 from orchestrator.errors import PermanentError
 
 MAX_ROWS_NAMED = 5
@@ -106,11 +114,14 @@ def detect_csv(
     import numpy as np
 
     from orchestrator.core.detect.stream import score_series
+    from orchestrator.detection import load_detection_rules
 
+    # The sweep's own settings (rules/detection.yml's `defaults: baseline:` applied).
+    params = load_detection_rules(State.settings()).defaults.baseline_params()
     frame, times, values, warnings = read_series(file)
     for warning in warnings:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
-    scores, flags, _ = score_series(times, values)
+    scores, flags, _ = score_series(times, values, params)
     result = frame.copy()
     result["anomaly_score"] = np.round(scores.max(axis=1), 6)
     result["is_anomaly"] = flags.any(axis=1).astype(int)

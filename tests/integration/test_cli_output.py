@@ -179,7 +179,8 @@ def test_remediate_check_json_and_table(world: World) -> None:
     args = ("remediate", "o2", "service_restart", "-p", "unit=selfheal-absent.service",
             "-p", "instance=127.0.41.2:8080", "--check", "--by", "tester")
     shown = world.json(*args)
-    assert shown["by"] == "tester" and shown["params"]["unit"] == "selfheal-absent.service"
+    assert shown["by"] == "tester"
+    assert shown["params"]["service_restart_unit"] == "selfheal-absent.service"
     outcome = shown["outcome"]
     assert outcome is not None, shown
     assert outcome["check_mode"] is True

@@ -13,13 +13,15 @@ costs the same number of numpy calls as one host. Detectors:
 ``iforest``     an IsolationForest over the vector of baseline surprises (needs a trained model)
 
 Units: every count ``*_points`` (``confirm_points``, a pattern's ``for_points``, the baseline's
-``warmup_points``, ``quiet_points``, ``memory_points``) counts *points*, one sample per series at
-the detector's step ``step_s`` (60 s by default; ``baseline train --step``). The sweep feeds at most
-one point per step whatever ``sweep --every`` is (``orchestrator.detection``), so 10 confirmation
-points are 10 minutes; ``detect-csv`` and the NAB benchmark count rows, as NAB does. Times that
-are in seconds say so (``for_s``, ``window_s``, ``dedup_s``).
+``warmup_points``, ``settle_points``, ``quiet_points``, ``memory_points``) counts *points*, one
+sample per series at the detector's step ``step_s`` (60 s by default; ``baseline train --step``).
+The sweep feeds at most one point per step whatever ``sweep --every`` is
+(``orchestrator.detection``), so 10 confirmation points are 10 minutes; ``detect-csv`` and the
+NAB benchmark count rows, as NAB does. Times that are in seconds say so (``for_s``, ``window_s``,
+``dedup_s``).
 
-``train_detector`` replays a history window (incident windows masked out) and fits the forest;
+``train_detector`` replays a history window (stored incident windows and what the detector itself
+flags left out) and fits the forest;
 ``reindexed`` carries a trained detector over to another host list (new hosts start fresh).
 """
 
@@ -30,7 +32,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from orchestrator.core.detect.combiner import Candidate
+from orchestrator.core.detect.combiner import Candidate, combine
 from orchestrator.core.detect.forecast import exhaustion_score, time_to_exhaustion
 from orchestrator.core.detect.iforest import ForestModel, features, fit_forest
 from orchestrator.core.detect.patterns import pattern_holds
@@ -41,6 +43,7 @@ from orchestrator.core.detect.thresholds import ThresholdClock
 DETECTORS = ("thresholds", "baseline", "forecast", "patterns", "iforest")
 LEARNED = ("baseline", "forecast", "patterns", "iforest")
 FILL_RATE_S = 1800.0  # derived fill rates look back this far
+MASK_PAD_S = 3600.0  # a fault starts before it is flagged and settles after; training pads so
 
 
 @dataclass
@@ -91,7 +94,7 @@ class FleetDetector:
         if unknown:
             raise ValueError(f"unknown detectors {sorted(unknown)}; use {DETECTORS}")
         n = len(self.hosts)
-        self.params = params or BaselineParams.from_mapping(dict(rules.defaults.baseline))
+        self.params = params or rules.defaults.baseline_params()
         self.signals = rules.all_signals
         self.baselines = {s: BaselineState.new(n, self.params) for s in self.signals}
         self.clock = ThresholdClock(n)
@@ -107,6 +110,7 @@ class FleetDetector:
         self.forest: ForestModel | None = None
         self.last_t: float | None = None
         self.derive_last: dict[str, np.ndarray] = {}
+        self.self_masked: tuple[tuple[str, float, float], ...] = ()
 
     @property
     def defaults(self) -> DetectionDefaults:
@@ -128,10 +132,13 @@ class FleetDetector:
         return out
 
     def step(self, t: float, values: Mapping[str, np.ndarray],
-             collect: list[np.ndarray] | None = None) -> list[Candidate]:
+             collect: list[np.ndarray] | None = None,
+             learn: np.ndarray | None = None) -> list[Candidate]:
         """Judge the newest values (signal -> array over hosts, NaN = missing) at ``t``.
 
         ``collect`` (training) receives this sweep's forest feature rows (hosts x features).
+        ``learn`` (bool per host, training) marks the hosts whose points the baselines may learn
+        from; see ``BaselineState.step``.
         """
         self.last_t = t
         d = self.defaults
@@ -143,7 +150,7 @@ class FleetDetector:
         harmful: list[np.ndarray] = []
         minutes = d.confirm_points * self.step_s / 60.0
         for s in self.signals:
-            step = self.baselines[s].step(t, vals[s])
+            step = self.baselines[s].step(t, vals[s], learn)
             z[s] = step.z
             seasonal[s] = step.seasonal
             hz = step.z if self.rules.harmful(s) == "up" else -step.z
@@ -264,33 +271,99 @@ class FleetDetector:
 def train_detector(rules: DetectionRules, hosts: Sequence[str], times: np.ndarray,
                    values: Mapping[str, np.ndarray], clean: np.ndarray | None = None,
                    step_s: float = 60.0, forest: bool = True,
-                   progress: Callable[[int], None] | None = None) -> FleetDetector:
+                   progress: Callable[[int], None] | None = None,
+                   self_mask: bool = True) -> FleetDetector:
     """Replay a history window (signal -> rows x hosts, NaN = missing) into a trained detector.
 
-    ``clean`` (rows x hosts, bool) marks the points outside incident windows; the others are
-    treated as missing, so neither the baselines nor the forest learn from a fault. The forest
-    (``forest=True``) is fitted on the rows after the baseline's warm-up of hosts that had data.
-    ``progress(row)`` is called after every row. scikit-learn is imported only for the forest.
+    ``clean`` (rows x hosts, bool) marks the points outside stored incident windows; the others
+    are treated as missing. With ``self_mask`` the window is first replayed once with the
+    learned detectors as the sweep runs them, and what they flag (``flagged_mask``) is left out
+    of the second, learning replay too: a fault nobody stored as an incident is not learned as
+    normal. Points left out so still mark their hour in the seasonal envelopes, so a recurring
+    job seen once in the window (a weekly batch) is recognised when it comes round again; the
+    price is that the same excursion on the same host at the same hour of the week a week later
+    is discounted too. The windows left out are kept in ``self_masked`` (host, start, end).
+    The forest (``forest=True``) is fitted on the rows after the baseline's warm-up of hosts
+    that had data and were not left out. ``progress(done)`` is called after every replayed row
+    with the rows replayed so far (``replays(self_mask) * len(times)`` in all). scikit-learn is
+    imported only for the forest.
     """
+    times = np.asarray(times, dtype=float)
+    n = len(hosts)
+    flagged = np.zeros((len(times), n), dtype=bool)
+    windows: tuple[tuple[str, float, float], ...] = ()
+    if self_mask:
+        flagged, windows = flagged_mask(rules, hosts, times, values, clean, step_s, progress)
+    offset = len(times) if self_mask else 0
     fd = FleetDetector(rules, hosts, detectors=(), step_s=step_s)
-    n = len(fd.hosts)
     rows: list[np.ndarray] = []
     ids: list[np.ndarray] = []
-    for r, t in enumerate(np.asarray(times, dtype=float)):
+    for r, t in enumerate(times):
         ok = np.ones(n, dtype=bool) if clean is None else np.asarray(clean[r], dtype=bool)
         vals = {s: np.where(ok, np.asarray(v[r], dtype=float), np.nan)
                 for s, v in values.items()}
         seen = ok & np.any([~np.isnan(v) for v in vals.values()], axis=0) if vals else ok
+        learn = ~flagged[r]
         collect: list[np.ndarray] = []
-        fd.step(float(t), vals, collect=collect if forest else None)
-        if forest and r >= fd.params.warmup_points and seen.any():
-            rows.append(collect[0][seen])
-            ids.append(np.nonzero(seen)[0])
+        fd.step(float(t), vals, collect=collect if forest else None, learn=learn)
+        use = seen & learn
+        if forest and r >= fd.params.warmup_points and use.any():
+            rows.append(collect[0][use])
+            ids.append(np.nonzero(use)[0])
         if progress is not None:
-            progress(r)
+            progress(offset + r + 1)
     if rows:
         fd.forest = fit_forest(np.vstack(rows), rules.defaults.isolation_forest,
                                series=np.concatenate(ids), confirm=rules.defaults.confirm_points)
     fd.detectors = LEARNED if fd.forest is not None else tuple(
         d for d in LEARNED if d != "iforest")
+    fd.self_masked = windows
     return fd
+
+
+def replays(self_mask: bool = True) -> int:
+    """How many times ``train_detector`` replays the window (for progress bars)."""
+    return 2 if self_mask else 1
+
+
+def flagged_mask(rules: DetectionRules, hosts: Sequence[str], times: np.ndarray,
+                 values: Mapping[str, np.ndarray], clean: np.ndarray | None = None,
+                 step_s: float = 60.0, progress: Callable[[int], None] | None = None,
+                 ) -> tuple[np.ndarray, tuple[tuple[str, float, float], ...]]:
+    """What the learned detectors (no forest yet) flag when the window is replayed as sweeps.
+
+    Returns (rows x hosts, True where left out) and the windows (host, start, end): from
+    ``confirm_points`` steps before a flagged sweep (the fault began before it was confirmed)
+    minus ``MASK_PAD_S``, to the flagged sweep plus ``MASK_PAD_S``, as ``baseline train`` pads
+    stored incidents. A flagged sweep is one where the combiner's confidence for some subject
+    of the host reaches ``min_confidence`` (the findings the sweep would raise, before dedup).
+    """
+    times = np.asarray(times, dtype=float)
+    n = len(hosts)
+    judge = FleetDetector(rules, hosts, detectors=tuple(d for d in LEARNED if d != "iforest"),
+                          step_s=step_s)
+    params = rules.defaults.combiner.model_copy(update={"dedup_s": 0.0})
+    column = {h: i for i, h in enumerate(judge.hosts)}
+    hit: dict[int, list[float]] = {}
+    for r, t in enumerate(times):
+        ok = np.ones(n, dtype=bool) if clean is None else np.asarray(clean[r], dtype=bool)
+        vals = {s: np.where(ok, np.asarray(v[r], dtype=float), np.nan)
+                for s, v in values.items()}
+        found, _ = combine(judge.step(float(t), vals), params)
+        for f in found:
+            hit.setdefault(column[f.host], []).append(float(t))
+        if progress is not None:
+            progress(r + 1)
+    before = rules.defaults.confirm_points * step_s + MASK_PAD_S
+    mask = np.zeros((len(times), n), dtype=bool)
+    windows: list[tuple[str, float, float]] = []
+    for i, stamps in sorted(hit.items()):
+        start, end = stamps[0] - before, stamps[0] + MASK_PAD_S
+        for t in [*stamps[1:], np.inf]:
+            if t - before <= end:
+                end = t + MASK_PAD_S
+                continue
+            mask[(times >= start) & (times <= end), i] = True
+            windows.append((judge.hosts[i], start, end))
+            start, end = t - before, t + MASK_PAD_S
+    return mask, tuple(windows)

@@ -9,8 +9,6 @@ step that already happened).
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from orchestrator.core.detect.rules import ForecastParams
@@ -34,9 +32,7 @@ def time_to_exhaustion(times: np.ndarray, values: np.ndarray, now: float,
         return out
     third = len(t) // 3
     parts = [slice(0, third), slice(third, len(t) - third), slice(len(t) - third, len(t))]
-    with warnings.catch_warnings():  # an all-missing row is simply "no trend"
-        warnings.simplefilter("ignore", RuntimeWarning)
-        m = [np.nanmedian(v[:, s], axis=1) for s in parts]
+    m = [nanmedian_rows(v[:, s]) for s in parts]
     tm = [float(np.median(t[s])) for s in parts]
     slope = (m[2] - m[0]) / (tm[2] - tm[0])
     steady = (m[0] > m[1]) & (m[1] > m[2]) & (m[0] - m[2] >= p.min_drop) & (slope < 0)
@@ -44,6 +40,20 @@ def time_to_exhaustion(times: np.ndarray, values: np.ndarray, now: float,
     with np.errstate(divide="ignore", invalid="ignore"):
         tte = np.where(current <= 0, 0.0, current / -slope)
     return np.where(steady & ~np.isnan(tte), tte, out)
+
+
+def nanmedian_rows(x: np.ndarray) -> np.ndarray:
+    """``np.nanmedian(x, axis=1)`` (NaN for an all-missing row, which is simply "no trend"),
+    several times faster on many short rows: it dominated training's first replay."""
+    x = np.asarray(x, dtype=float)
+    ordered = np.sort(x, axis=1)  # NaN sorts last
+    n = np.sum(~np.isnan(x), axis=1)
+    lo = np.maximum((n - 1) // 2, 0)[:, None]
+    hi = np.maximum(n // 2, 0)[:, None]
+    if ordered.shape[1] == 0:
+        return np.full(x.shape[0], np.nan)
+    mid = (np.take_along_axis(ordered, lo, 1) + np.take_along_axis(ordered, hi, 1))[:, 0] / 2.0
+    return np.where(n > 0, mid, np.nan)
 
 
 def exhaustion_score(tte: np.ndarray, horizon_s: float) -> np.ndarray:

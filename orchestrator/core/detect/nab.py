@@ -81,38 +81,35 @@ def score_file(detections: Sequence[bool] | np.ndarray, windows: Sequence[tuple[
     n = len(flags)
     probation = probation_length(n)
     max_tp = scaled_sigmoid(-1.0)
-    # Which window (if any) each row belongs to, and the last window that ended before it.
-    owner = np.full(n, -1)
-    for w, (first, last) in enumerate(windows):
-        owner[first:last + 1] = w
     best: dict[int, float] = {}
     for w, (_, last) in enumerate(windows):
         if last >= probation:
             best[w] = -profile.fn
+    firsts = np.array([w[0] for w in windows], dtype=np.int64)
+    lasts = np.array([w[1] for w in windows], dtype=np.int64)
     fp_total = 0.0
     false_positives = 0
-    prev: tuple[int, int] | None = None
-    w_next = 0
-    for i in range(n):
-        while w_next < len(windows) and windows[w_next][1] < i:
-            prev = windows[w_next]
-            w_next += 1
-        if i < probation or not flags[i]:
+    # Only flagged rows matter; windows are sorted and disjoint, so the window that may hold row
+    # i is the last one starting at or before it, and the one before i is the last ending before.
+    for i in np.nonzero(flags)[0]:
+        if i < probation:
             continue
-        w = int(owner[i])
-        if w >= 0:
-            first, last = windows[w]
+        k = int(np.searchsorted(firsts, i, side="right")) - 1
+        if k >= 0 and i <= lasts[k]:
+            first, last = windows[k]
             width = float(last - first + 1)
             reward = scaled_sigmoid(-(last - i + 1) / width) * profile.tp / max_tp
-            best[w] = max(best[w], reward)
+            best[k] = max(best[k], reward)
+            continue
+        before = int(np.searchsorted(lasts, i, side="left")) - 1
+        if before < 0:
+            position = 3.0
         else:
-            if prev is None:
-                position = 3.0
-            else:
-                width = float(prev[1] - prev[0] + 1)
-                position = abs(prev[1] - i) / (width - 1) if width > 1 else 3.0
-            fp_total += scaled_sigmoid(position) * profile.fp
-            false_positives += 1
+            pf, pl = windows[before]
+            width = float(pl - pf + 1)
+            position = abs(pl - i) / (width - 1) if width > 1 else 3.0
+        fp_total += scaled_sigmoid(position) * profile.fp
+        false_positives += 1
     detected = sum(1 for w, v in best.items() if v > -profile.fn)
     return FileScore(score=fp_total + sum(best.values()), windows=len(best), detected=detected,
                      false_positives=false_positives)

@@ -9,12 +9,14 @@ per signal) and the benchmarks.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import fields
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from orchestrator.core.comparison import OPERATORS, parse_comparison
+from orchestrator.core.detect.stream import BaselineParams
 from orchestrator.core.rulefile import fail, load_with_lines, validate
 from orchestrator.core.signals import Signal
 
@@ -118,7 +120,24 @@ class DetectionDefaults(_Rule):
     isolation_forest: IForestParams = IForestParams()
     combiner: CombinerParams = CombinerParams()
     baseline_max_age_s: float = Field(172800.0, gt=0, description="older models are stale")
-    baseline: Mapping[str, float] = Field(default_factory=dict)
+    baseline: Mapping[str, float] = Field(
+        default_factory=dict, description="overrides of the streaming baseline's frozen defaults "
+        "(orchestrator.core.detect.stream.BaselineParams); sweep, detect-csv and the benchmark "
+        "all apply them")
+
+    @field_validator("baseline")
+    @classmethod
+    def _baseline(cls, v: Mapping[str, float]) -> Mapping[str, float]:
+        known = {f.name for f in fields(BaselineParams)}
+        unknown = sorted(set(v) - known)
+        if unknown:
+            raise ValueError(f"unknown baseline setting(s) {unknown}; use some of {sorted(known)}")
+        return v
+
+    def baseline_params(self) -> BaselineParams:
+        """The streaming baseline's settings: its frozen defaults with ``baseline:`` applied.
+        The sweep, ``detect-csv`` and the benchmarks all take them from here."""
+        return BaselineParams.from_mapping(dict(self.baseline))
 
 
 class DetectionRules(_Rule):

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import typer
 from typer.testing import CliRunner
 
+from orchestrator.cli.common import State
 from orchestrator.cli.detect import detect_csv
+from orchestrator.config import PROJECT_ROOT
 
 runner = CliRunner()
 
@@ -140,3 +144,20 @@ def test_an_error_message_is_printed_verbatim_not_as_markup(tmp_path: Path) -> N
     odd.write_text("[red]when,value\n1,2\n")
     result = runner.invoke(_app(), ["detect-csv", str(odd)])
     assert result.exit_code == 2 and "[red]when" in result.output
+
+
+def test_the_rules_baseline_overrides_reach_detect_csv(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # detect-csv runs with the sweep's settings: detection.yml's `defaults: baseline:` applied.
+    rules = tmp_path / "rules"
+    shutil.copytree(PROJECT_ROOT / "rules", rules)
+    detection = rules / "detection.yml"
+    detection.write_text(detection.read_text().replace(
+        "\ndefaults:\n",
+        "\ndefaults:\n  baseline: {min_surprise: 1.0e9, min_surprise_fast: 1.0e9}\n", 1))
+    monkeypatch.setenv("SELFHEAL_RULES__DIR", str(rules))
+    monkeypatch.setattr(State, "_settings", None)
+    src, out = _write(tmp_path / "in.csv"), tmp_path / "out.csv"
+    result = runner.invoke(_app(), ["detect-csv", str(src), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(out)["is_anomaly"].sum() == 0  # the spike of the test above is not flagged

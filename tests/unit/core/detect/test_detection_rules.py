@@ -60,3 +60,12 @@ def test_bad_yaml_and_bad_condition() -> None:
     with pytest.raises(RulesError, match="is not a condition"):
         parse_detection("signals:\n  cpu: {promql: x, harmful: up}\npatterns:\n  p:\n"
                         "    description: d\n    when: {cpu: sideways}\n", "d.yml")
+
+
+def test_baseline_overrides_are_checked_against_the_streaming_defaults() -> None:
+    base = "signals:\n  cpu: {promql: x, harmful: up}\ndefaults:\n  baseline:\n"
+    rules = parse_detection(base + "    bump: 1.5\n", "d.yml")
+    assert rules.defaults.baseline == {"bump": 1.5}
+    with pytest.raises(RulesError, match=r"d.yml:5: defaults.baseline: .*unknown baseline "
+                                         r"setting\(s\) \['bumpp'\]"):
+        parse_detection(base + "    bumpp: 1.5\n", "d.yml")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from orchestrator.config import PROJECT_ROOT
 from orchestrator.core.detect import Candidate, FleetDetector, combine
-from orchestrator.core.detect.forecast import time_to_exhaustion
+from orchestrator.core.detect.forecast import nanmedian_rows, time_to_exhaustion
 from orchestrator.core.detect.patterns import pattern_holds
 from orchestrator.core.detect.rules import CombinerParams, ForecastParams
 from orchestrator.models import Health
@@ -68,7 +71,7 @@ def test_fleet_detector_finds_a_cpu_runaway_on_one_host_only() -> None:
         cpu = 0.2 + rng.normal(0, 0.02, 3)
         if k >= 550:
             cpu[1] = 0.99
-        vals = {"cpu": cpu, "memory_available": np.full(3, 0.6), "up": np.ones(3)}
+        vals = {"cpu": cpu, "memory_available": np.full(3, 0.6), "node_up": np.ones(3)}
         found += fd.step(60.0 * k, vals)
     assert {c.host for c in found} == {"b"}
     assert {c.detector for c in found} == {"baseline", "thresholds"}
@@ -100,3 +103,15 @@ def test_infinite_values_are_treated_as_missing() -> None:
     for k in range(50):
         state.step(k * 60.0, np.array([0.3, np.inf if k == 25 else 0.3]))
     assert np.isfinite(state.level).all() and np.isfinite(state.day).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.one_of(st.floats(-1e3, 1e3), st.just(float("nan"))),
+                         min_size=1, max_size=9), min_size=1, max_size=5)
+       .filter(lambda rows: len({len(r) for r in rows}) == 1))
+def test_nanmedian_rows_is_numpys_nanmedian(rows: list[list[float]]) -> None:
+    x = np.array(rows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = np.nanmedian(x, axis=1)
+    assert np.allclose(nanmedian_rows(x), expected, equal_nan=True)
