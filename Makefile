@@ -18,7 +18,7 @@ APT_PACKAGES := debootstrap systemd-container prometheus prometheus-alertmanager
 	prometheus-blackbox-exporter openssl \
 	openssh-client openssh-server sqlite3
 
-.PHONY: demo test deps venv lock lint molecule clean-lab
+.PHONY: demo test deps venv lock lint molecule clean-lab collection
 
 demo: deps venv
 	$(VENV)/bin/selfheal demo
@@ -73,3 +73,13 @@ molecule: deps venv
 
 clean-lab: venv
 	$(VENV)/bin/selfheal lab down
+
+# The roles as an Ansible collection (selfheal.remediation) for teams' own playbooks:
+# dist/selfheal-remediation-<version>.tar.gz. Offline; no Galaxy server is contacted.
+COLLECTION_BUILD ?= build/collection
+COLLECTION_OUT ?= dist
+collection: venv
+	rm -rf $(COLLECTION_BUILD) && mkdir -p $(COLLECTION_BUILD) $(COLLECTION_OUT)
+	cp deploy/ansible-collection/galaxy.yml deploy/ansible-collection/README.md $(COLLECTION_BUILD)/
+	cp -r ansible/roles $(COLLECTION_BUILD)/roles
+	$(VENV)/bin/ansible-galaxy collection build $(COLLECTION_BUILD) --output-path $(COLLECTION_OUT) --force

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Mean time to recovery on the lab: inject a fault K times and time each phase of the heal.
 
-    benchmarks/mttr.py [--fault service_crash|all] [--runs 5] [--sweep-every 1] [--json]
+    benchmarks/mttr.py [--fault service_crash|all] [--runs 5] [--sweep-every 1]
+                       [--via sweep|alertmanager] [--json]
 
 Phases (see orchestrator/drill.py): detect (injection to the incident being opened), remediate
 (the Ansible run), verify (play end to a fresh healthy Prometheus sample), end_to_end (injection
@@ -12,6 +13,10 @@ found it. Runs rotate over the lab hosts the fault fits (its group: db for db_po
 each cleared afterwards (``lab.clear``), with a fresh state dir, the remediation's cooldown set
 to 0 and no flapping limit, because both exist to stop repeated fixes on one host, which is what
 a benchmark does.
+
+``--via alertmanager`` takes the service's path instead of a sweeping loop: Prometheus rules
+generated from faults.yml fire, Alertmanager posts to ``selfheal serve`` (sweeping only every 10
+minutes unless woken), and the drill watches serve's store (``orchestrator/lab/alerting.py``).
 """
 
 from __future__ import annotations
@@ -21,12 +26,13 @@ import json
 import statistics
 import sys
 import tempfile
+from pathlib import Path
 from typing import Any
 
 from orchestrator import lab
 from orchestrator.config import Settings, load_settings
 from orchestrator.core.catalog import Catalog
-from orchestrator.drill import DrillResult, run_drill
+from orchestrator.drill import DrillResult, await_drill, run_drill
 from orchestrator.engine import Controller
 from orchestrator.lab import layout
 from orchestrator.rules import Rules
@@ -82,6 +88,53 @@ def drill_fault(controller: Controller, fault: str, runs: int, sweep_every_s: fl
     return results
 
 
+def rules_without_cooldowns(source: Path, target: Path) -> Path:
+    """A copy of the rules folder with ``without_cooldowns`` applied, for a serve process."""
+    import yaml
+
+    target.mkdir()
+    for path in source.glob("*.yml"):
+        data = yaml.safe_load(path.read_text())
+        if path.name == "remediations.yml":
+            for entry in data["remediations"].values():
+                entry["cooldown_s"] = 0
+        if path.name == "policy.yml":
+            data.setdefault("flapping", {})["max_returns"] = 1_000_000
+            data["mode"] = "relaxed"
+        (target / path.name).write_text(yaml.safe_dump(data, sort_keys=False))
+    return target
+
+
+def via_alertmanager(settings: Settings, faults: list[str], runs: int, progress: Any
+                     ) -> dict[str, list[DrillResult]]:
+    """Drills through Prometheus rules -> Alertmanager -> selfheal serve, which does every
+    sweep (``await_drill`` watches its store)."""
+    from orchestrator.lab.alerting import alert_path
+    from orchestrator.store.audit import read_key
+    from orchestrator.store.db import Store
+
+    hosts = sorted(controller_for(settings).inventory.hosts)
+    results: dict[str, list[DrillResult]] = {}
+    with tempfile.TemporaryDirectory(prefix="selfheal-mttr-am-") as tmp:
+        work = Path(tmp)
+        rules = rules_without_cooldowns(settings.rules.dir, work / "rules")
+        with alert_path(lab.lab_paths(), settings, rules, work) as chain:
+            key = read_key(chain.state_dir / "audit.key")
+            assert key is not None, "serve made no audit key"
+            store = Store(f"sqlite:///{chain.state_dir / 'selfheal.db'}", key)
+            for fault in faults:
+                fits = lab_hosts_for(fault, hosts)
+                task = progress.add_task(f"{fault} drills via Alertmanager", total=runs)
+                done = results.setdefault(fault, [])
+                for i in range(runs):
+                    host = fits[i % len(fits)]
+                    done.append(await_drill(store, fault, host,
+                                            lambda f, h: lab.inject(f, h).injected_at))
+                    lab.clear(fault, host)
+                    progress.advance(task)
+    return results
+
+
 def scrape_interval_s() -> float:
     """The lab Prometheus's global scrape interval, from the config the lab wrote."""
     import yaml
@@ -98,6 +151,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5, help="drills per fault")
     parser.add_argument("--sweep-every", type=float, default=1.0, metavar="SECONDS",
                         help="the controller's sweep interval during a drill (sweep --every)")
+    parser.add_argument("--via", choices=("sweep", "alertmanager"), default="sweep",
+                        help="sweep: a controller sweeping every --sweep-every seconds; "
+                        "alertmanager: Prometheus rules -> Alertmanager -> selfheal serve")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     if args.runs < 1:
@@ -116,29 +172,50 @@ def main() -> int:
     try:
         scrape_s = scrape_interval_s()
         base = load_settings(lab.lab_paths().settings_file)
-        with tempfile.TemporaryDirectory(prefix="selfheal-mttr-") as state:
-            data = base.model_dump(exclude={"source_file"})
-            data["state"] = {"dir": state}
-            settings = Settings(**data)
-            controller = controller_for(settings, rules=without_cooldowns(rules_for(settings)))
+        if args.via == "alertmanager":
             with Progress(console=console, transient=True) as progress:
-                for fault in faults:
-                    results[fault] = drill_fault(controller, fault, args.runs, args.sweep_every,
-                                                 progress)
+                results = via_alertmanager(base, faults, args.runs, progress)
+        else:
+            results = sweep_drills(base, faults, args, console)
     finally:
         if not was_up:
             lab.down()
+    return report(args, results, scrape_s)
+
+
+def sweep_drills(base: Settings, faults: list[str], args: argparse.Namespace, console: Any
+                 ) -> dict[str, list[DrillResult]]:
+    """Drills with a controller in this process sweeping every ``--sweep-every`` seconds."""
+    from rich.progress import Progress
+
+    results: dict[str, list[DrillResult]] = {}
+    with tempfile.TemporaryDirectory(prefix="selfheal-mttr-") as state:
+        data = base.model_dump(exclude={"source_file"})
+        data["state"] = {"dir": state}
+        settings = Settings(**data)
+        controller = controller_for(settings, rules=without_cooldowns(rules_for(settings)))
+        with Progress(console=console, transient=True) as progress:
+            for fault in faults:
+                results[fault] = drill_fault(controller, fault, args.runs, args.sweep_every,
+                                             progress)
+    return results
+
+
+def report(args: argparse.Namespace, results: dict[str, list[DrillResult]],
+           scrape_s: float) -> int:
+    sweep = (f"controller sweep every {args.sweep_every:g} s" if args.via == "sweep" else
+             "via Alertmanager (serve sweeps every 600 s unless an alert wakes it)")
     out: dict[str, dict[str, Any]] = {}
     for fault, done in results.items():
         out[fault] = {**summary(done), "healed": sum(r.healed for r in done), "runs": len(done),
                       "target_s": SEED_TARGETS_S[fault], "scrape_interval_s": scrape_s,
-                      "sweep_interval_s": args.sweep_every, "policy_mode": "relaxed"}
+                      "sweep_interval_s": args.sweep_every if args.via == "sweep" else 600,
+                      "via": args.via, "policy_mode": "relaxed"}
     if args.json:
         print(json.dumps(out))
     else:
-        print(f"Prometheus scrape interval {scrape_s:g} s, controller sweep every "
-              f"{args.sweep_every:g} s, policy mode relaxed, no cooldowns, {args.runs} drill(s) "
-              "per fault; seconds")
+        print(f"Prometheus scrape interval {scrape_s:g} s, {sweep}, policy mode relaxed, no "
+              f"cooldowns, {args.runs} drill(s) per fault; seconds")
         print(f"{'fault':<18} {'healed':>7} " + " ".join(f"{p:>11}" for p in PHASES)
               + f" {'seed target':>12}")
         for fault, row in out.items():

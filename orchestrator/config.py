@@ -19,8 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orchestrator.errors import ConfigError
+from orchestrator.resources import shipped
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the checkout (tests, lab, benchmarks)
 
 
 def _default_state_dir() -> Path:
@@ -109,7 +110,9 @@ class InventorySettings(_Group):
 class AnsibleSettings(_Group):
     """How remediations run."""
 
-    project_dir: Path = Field(PROJECT_ROOT / "ansible", description="ansible.cfg, roles, playbooks")
+    project_dir: Path = Field(default_factory=lambda: shipped("ansible"),
+                              description="ansible.cfg, roles, playbooks; default: the ones "
+                              "shipped with selfheal")
     forks: int = Field(10, ge=1)
     timeout_s: float = Field(300.0, gt=0, description="a play running longer is cancelled")
 
@@ -135,7 +138,9 @@ class StateSettings(_Group):
 class RulesSettings(_Group):
     """The YAML the ops team edits."""
 
-    dir: Path = Field(PROJECT_ROOT / "rules")
+    dir: Path = Field(default_factory=lambda: shipped("rules"),
+                      description="default: the rules shipped with selfheal (`selfheal init` "
+                      "copies them to edit)")
 
 
 class NotifySettings(_Group):
@@ -168,6 +173,51 @@ class HealthSettings(_Group):
         return value
 
 
+class ServeSettings(_Group):
+    """``selfheal serve``: Alertmanager's webhook receiver with the sweep loop inside it.
+
+    The bearer token Alertmanager sends (its receiver's ``http_config.authorization``) comes from
+    ``token_file`` (mode 0600) or ``SELFHEAL_SERVE__TOKEN``; never write it into selfheal.yml.
+    """
+
+    listen: str = Field("127.0.0.1:8080", description="HOST:PORT to listen on")
+    sweep_every_s: float = Field(2.0, gt=0, description="a sweep at least this often")
+    token: SecretStr | None = Field(
+        None, description="webhook bearer token; set it through SELFHEAL_SERVE__TOKEN")
+    token_file: Path | None = Field(None, description="file holding the webhook bearer token")
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="a larger webhook body is refused with 413")
+    batch_window_s: float = Field(
+        1.0, ge=0, le=60, description="/alert/batch waits this long to merge alerts of one "
+        "root cause into one sweep")
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{v!r}: write HOST:PORT, e.g. 127.0.0.1:8080")
+        return v
+
+    def bearer_token(self) -> str:
+        """The token, from the environment or ``token_file``; ConfigError when neither gives
+        one (serve never runs unauthenticated)."""
+        if self.token is not None and self.token.get_secret_value().strip():
+            return self.token.get_secret_value().strip()
+        if self.token_file is not None:
+            try:
+                text = self.token_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"serve.token_file {self.token_file}: cannot read it "
+                                  f"({exc.strerror}); fix the path or its mode") from exc
+            if text:
+                return text
+            raise ConfigError(f"serve.token_file {self.token_file} is empty; write the token "
+                              "Alertmanager sends into it")
+        raise ConfigError("serve needs a bearer token: set serve.token_file (a file holding "
+                          "it, mode 0600) or SELFHEAL_SERVE__TOKEN")
+
+
 class LogSettings(_Group):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "console"] = "console"
@@ -188,6 +238,7 @@ class Settings(BaseSettings):
     log: LogSettings = LogSettings()
     notify: NotifySettings = NotifySettings()
     health: HealthSettings = HealthSettings()
+    serve: ServeSettings = ServeSettings()
     source_file: Path | None = Field(None, exclude=True)
 
 
@@ -211,7 +262,7 @@ def _absolutise(data: dict[str, Any], base: Path) -> None:
                        ("state", "audit_key_file"), ("rules", "dir"),
                        ("prometheus", "password_file"), ("prometheus", "bearer_token_file"),
                        ("prometheus", "ca_file"), ("notify", "urls_file"),
-                       ("health", "textfile_path")):
+                       ("health", "textfile_path"), ("serve", "token_file")):
         section = data.get(group)
         if isinstance(section, dict) and isinstance(section.get(key), str):
             p = Path(section[key]).expanduser()

@@ -3,6 +3,8 @@
 Called by ``selfheal demo``, ``benchmarks/mttr.py`` and the e2e tests, so all three measure the
 same thing: detect = first sweep that opened the incident minus injection; remediate = the
 Ansible run; verify = play end to a fresh healthy sample; end_to_end = injection to verified.
+``run_drill`` sweeps itself; ``await_drill`` leaves the sweeping to a running service (``selfheal
+serve`` woken by Alertmanager) and watches its store.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from orchestrator.engine import Controller, SweepReport
-from orchestrator.models import IncidentState
+from orchestrator.models import Incident, IncidentState
+from orchestrator.store.db import Store
 
 
 @dataclass(frozen=True)
@@ -72,11 +75,29 @@ def run_drill(controller: Controller, fault: str, host: str, inject: Callable[[s
                 incident = controller.store.get(action.incident_id)
                 if incident is not None and incident.state.is_terminal \
                         and incident.detected_at >= injected_at:
-                    return DrillResult(host, incident.fault, incident.remediation,
-                                       incident.state.value, incident.id, injected_at,
-                                       incident.detected_at, incident.remediation_started_at,
-                                       incident.remediation_finished_at, incident.resolved_at,
-                                       sweeps)
+                    return _result(incident, injected_at, sweeps)
         time.sleep(poll_s)
     return DrillResult(host, fault, None, "timed_out", None, injected_at, None, None, None,
                        None, sweeps)
+
+
+def await_drill(store: Store, fault: str, host: str, inject: Callable[[str, str], float],
+                timeout_s: float = 90.0, poll_s: float = 0.1) -> DrillResult:
+    """Inject ``fault`` on ``host`` and wait until a running service has opened and ended the
+    incident for it (``sweeps`` is 0: the service's sweeps are not counted here)."""
+    injected_at = inject(fault, host)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for incident in store.incidents(limit=20, host=host):
+            if incident.detected_at >= injected_at and incident.state.is_terminal:
+                return _result(incident, injected_at, 0)
+        time.sleep(poll_s)
+    return DrillResult(host, fault, None, "timed_out", None, injected_at, None, None, None,
+                       None, 0)
+
+
+def _result(incident: Incident, injected_at: float, sweeps: int) -> DrillResult:
+    return DrillResult(incident.host, incident.fault, incident.remediation,
+                       incident.state.value, incident.id, injected_at, incident.detected_at,
+                       incident.remediation_started_at, incident.remediation_finished_at,
+                       incident.resolved_at, sweeps)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from orchestrator.core.diagnose import HostVerdict, diagnose
+from orchestrator.core.learning import Records
 from orchestrator.core.lifecycle import IllegalTransition, advance
 from orchestrator.core.plan import build_plan, first_remediation, plan_digest
 from orchestrator.core.policy import PastRun, PolicyState, decide
@@ -114,6 +115,7 @@ class _SweepView:
     dry_run: bool
     active: Mapping[tuple[str, str, str], Incident]  # (host, fault, subject)
     history: list[PastRun]
+    records: Records  # how each remediation did per fault: which to try first
 
 
 @dataclass
@@ -206,7 +208,8 @@ class Controller:
             fleet=len(verdicts), dry_run=dry_run,
             active={} if dry_run else {(i.host, i.fault, i.subject): i
                                        for i in self.store.active()},
-            history=self.store.history(now - self.history_window()))
+            history=self.store.history(now - self.history_window()),
+            records=self.store.remediation_records())
 
     def retry(self, incident_id: int, by: str) -> Action:
         """A human hands an escalated, rolled-back or held incident back to the loop: it is
@@ -350,12 +353,15 @@ class Controller:
             elif existing.state not in (S.DETECTED, S.DIAGNOSED, S.PLANNED, S.HELD,
                                         S.AWAITING_APPROVAL):
                 return self._open_action(existing)  # in hand, or a human's now
-        entry = first_remediation(d, self.rules.catalog)
+        entry = first_remediation(d, self.rules.catalog, view.records)
         incident = existing
         if incident is None and not dry_run:
+            # an alert that told of the fault dates its start, for the time to detect
+            began = self.store.fault_started_at(d.host, d.fault, d.subject, now)
             incident = self.store.open_incident(d.host, d.fault, now, {
                 "evidence": list(d.evidence), "confidence": d.confidence,
-                **({"subject": d.subject} if d.subject else {}), **(origin or {})})
+                **({"subject": d.subject} if d.subject else {}),
+                **({"fault_started_at": began} if began is not None else {}), **(origin or {})})
         if incident is not None and incident.state is S.DETECTED:
             incident = self._move(incident, S.DIAGNOSED, f"diagnosed by {d.diagnosed_by}")
         if entry is None:

@@ -1,5 +1,6 @@
 """selfheal's own health for Prometheus: a node_exporter textfile written after each sweep.
 
+It holds the same KPIs as ``selfheal serve``'s /metrics (``orchestrator.kpi``), for cron mode.
 Called by ``selfheal sweep`` after every sweep when ``health.textfile_path`` is set (point it at a
 ``*.prom`` file in node_exporter's ``--collector.textfile.directory``). The file is written to a
 temporary name and renamed, so node_exporter never reads half of it. Writing it must never stop
@@ -13,12 +14,12 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.models import IncidentState, OutcomeStatus
+from orchestrator.kpi import Kpis, families
 
 if TYPE_CHECKING:
     from orchestrator.engine import SweepReport
@@ -32,13 +33,12 @@ _LAST_SUCCESS_LINE = re.compile(rf"^{LAST_SUCCESS} (\S+)$", re.MULTILINE)
 
 @dataclass(frozen=True)
 class SweepHealth:
-    """What one sweep says about selfheal itself."""
+    """What one sweep says about selfheal itself, with the KPIs from the store."""
 
     started_at: float
     finished_at: float
     source_answered: bool  # the metrics source answered: the sweep saw the fleet
-    incidents: Mapping[str, int]  # incidents that still matter, by state
-    runs: Mapping[str, int]  # remediation runs, by outcome
+    kpis: Kpis
 
 
 def record_sweep(path: Path | None, report: SweepReport, store: Store) -> None:
@@ -48,8 +48,7 @@ def record_sweep(path: Path | None, report: SweepReport, store: Store) -> None:
     try:
         write_textfile(path, SweepHealth(
             started_at=report.started_at, finished_at=report.finished_at,
-            source_answered=report.source_error is None,
-            incidents=store.incident_counts(), runs=store.run_counts()))
+            source_answered=report.source_error is None, kpis=Kpis.from_store(store)))
     except Exception as exc:  # the sweep's work is done; a health file must not undo it
         log.warning("health textfile not written", extra={
             "path": str(path), "error": f"{type(exc).__name__}: {exc}"})
@@ -74,6 +73,20 @@ def previous_success(path: Path) -> float | None:
         return None
 
 
+def sweep_families(started_at: float, finished_at: float,
+                   last_success: float | None) -> Iterator[Any]:
+    """The last sweep's times as metric families (the textfile here, /metrics in serve)."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    yield GaugeMetricFamily("selfheal_last_sweep_timestamp_seconds",
+                            "when the last sweep ended, answered or not", finished_at)
+    if last_success is not None:
+        yield GaugeMetricFamily(LAST_SUCCESS, "when the last sweep whose metrics source "
+                                "answered ended", last_success)
+    yield GaugeMetricFamily("selfheal_sweep_duration_seconds", "how long the last sweep took",
+                            max(0.0, finished_at - started_at))
+
+
 class _Snapshot:
     """A one-shot collector over plain values (the registry calls ``collect``)."""
 
@@ -82,27 +95,6 @@ class _Snapshot:
         self.last_success = last_success
 
     def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
         h = self.health
-        yield GaugeMetricFamily("selfheal_last_sweep_timestamp_seconds",
-                                "when the last sweep ended, answered or not", h.finished_at)
-        if self.last_success is not None:
-            yield GaugeMetricFamily(LAST_SUCCESS, "when the last sweep whose metrics source "
-                                    "answered ended", self.last_success)
-        yield GaugeMetricFamily("selfheal_sweep_duration_seconds", "how long the last sweep "
-                                "took", max(0.0, h.finished_at - h.started_at))
-        incidents = GaugeMetricFamily(
-            "selfheal_incidents", "incidents that still matter (open, or ended while the fault "
-            "lasts), by state", labels=["state"])
-        states = {s.value: 0 for s in IncidentState if s is not IncidentState.RESOLVED}
-        for state, count in sorted({**states, **h.incidents}.items()):
-            incidents.add_metric([state], count)
-        yield incidents
-        runs = CounterMetricFamily(
-            "selfheal_remediation_runs", "remediation runs (not check mode, not rollbacks) "
-            "by outcome, from the store", labels=["outcome"])
-        outcomes = {o.value: 0 for o in OutcomeStatus}
-        for outcome, count in sorted({**outcomes, **h.runs}.items()):
-            runs.add_metric([outcome], count)
-        yield runs
+        yield from sweep_families(h.started_at, h.finished_at, self.last_success)
+        yield from families(h.kpis)

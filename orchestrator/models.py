@@ -197,6 +197,21 @@ class Incident:
 
 
 @dataclass(frozen=True)
+class Alert:
+    """One alert Alertmanager posted, mapped to an inventory host: an observation that wakes a
+    sweep, never an order to act (the sweep diagnoses from the metrics as they are)."""
+
+    fingerprint: str
+    status: str  # "firing" | "resolved"
+    starts_at: float
+    ends_at: float | None
+    host: str  # the inventory name
+    fault: str  # the catalog fault it names (see sources.alertmanager), else its own name
+    labels: Mapping[str, str] = field(default_factory=lambda: _frozen(None))
+    subject: str = ""  # the fault's subject from the alert's labels ("unit=x"), as incidents
+
+
+@dataclass(frozen=True)
 class AuditRecord:
     """One entry of the hash-chained audit log."""
 

@@ -42,7 +42,7 @@ def store_for(settings: Settings) -> Store:
 
 
 def controller_for(settings: Settings, rules: Rules | None = None,
-                   inventory: Inventory | None = None) -> Controller:
+                   inventory: Inventory | None = None, store: Store | None = None) -> Controller:
     inventory = inventory or inventory_for(settings)
     query = connect(settings.prometheus)
     watch = None
@@ -59,7 +59,7 @@ def controller_for(settings: Settings, rules: Rules | None = None,
         inventory=inventory,
         source=PrometheusSource(query, settings.prometheus),
         executor=AnsibleExecutor(settings.ansible, inventory, settings.state.dir / "runs"),
-        store=store_for(settings),
+        store=store or store_for(settings),
         watch=watch,
         notify=Notifier.from_settings(settings.notify).incident_changed,
         exclusive=lambda: controller_lock(settings.state.dir, wait_s=ACT_WAIT_S),

@@ -12,11 +12,15 @@ from pathlib import Path
 import typer
 
 from orchestrator.cli import audit, baseline, incidents, lab, notify
+from orchestrator.cli.alert_rules import alert_rules
 from orchestrator.cli.common import State
 from orchestrator.cli.demo import demo
 from orchestrator.cli.detect import detect_csv
 from orchestrator.cli.diagnose import diagnose
+from orchestrator.cli.init import init
+from orchestrator.cli.kpi_report import report
 from orchestrator.cli.remediate import remediate
+from orchestrator.cli.serve import serve
 from orchestrator.cli.sweep import sweep
 
 app = typer.Typer(
@@ -51,6 +55,10 @@ def _root(
 
 
 app.command("sweep")(sweep)
+app.command("serve")(serve)
+app.command("init")(init)
+app.command("alert-rules")(alert_rules)
+app.command("report")(report)
 app.command("diagnose")(diagnose)
 app.command("remediate")(remediate)
 app.command("demo")(demo)

@@ -34,7 +34,8 @@ def diagnose(host: str = typer.Argument(..., help="inventory host name"),
     verdict = next(v for v in verdicts if v.host == host)
     plans: list[dict[str, Any]] = []
     for d in verdict.diagnoses:
-        entry = first_remediation(d, controller.rules.catalog)
+        entry = first_remediation(d, controller.rules.catalog,
+                                  controller.store.remediation_records())
         if entry is None:
             plans.append({"fault": d.fault, "subject": d.subject, "remediation": None,
                           "verdict": "refuse", "reasons": ["no catalog remediation"]})

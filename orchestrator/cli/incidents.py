@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
+from typing import Any
 
 import typer
 
@@ -23,7 +24,8 @@ from orchestrator.errors import TargetError
 from orchestrator.models import IncidentState
 from orchestrator.wiring import store_for
 
-app = typer.Typer(help="Incidents: list, show, approve, retry.", no_args_is_help=False)
+app = typer.Typer(help="Incidents: list, show, approve, retry, mark, stats.",
+                  no_args_is_help=False)
 
 
 @app.callback(invoke_without_command=True)
@@ -127,3 +129,75 @@ def retry(incident_id: int = typer.Argument(...),
         for why in action.reasons:
             console.print(f"  {why}", highlight=False)
     raise typer.Exit(NEEDS_HUMAN if action.needs_human else OK)
+
+
+@app.command("mark")
+@handle_errors
+def mark(incident_id: int = typer.Argument(...),
+         false_positive: bool = typer.Option(False, "--false-positive",
+                                             help="the incident was no fault at all"),
+         by: str | None = typer.Option(None, "--by", help="who says so (default: the OS user)"),
+         json_output: bool = JSON_OPTION) -> None:
+    """Mark an incident as a false positive: it stays in the store and the audit log, and the
+    KPIs count it apart (selfheal_false_positives_total, not in the success ratio)."""
+    from orchestrator.manual import os_user
+
+    if not false_positive:
+        raise TargetError("say what to mark: `selfheal incidents mark ID --false-positive`")
+    who = by or os_user()
+    incident = store_for(State.settings()).mark_false_positive(incident_id, who, time.time(),
+                                                               os_user())
+    if json_output:
+        emit_json({"incident": incident_id, "false_positive": True, "by": who,
+                   "fault": incident.fault, "host": incident.host})
+    else:
+        console.print(f"incident {incident_id} ({incident.host} {incident.fault}) marked a false "
+                      f"positive by {who}", highlight=False)
+    raise typer.Exit(OK)
+
+
+@app.command("stats")
+@handle_errors
+def stats(json_output: bool = JSON_OPTION) -> None:
+    """Per fault, how each remediation did (verified fixes, failures) and the order selfheal
+    tries them in (Beta posterior mean, core/learning.py); hosts where the fault came back in
+    the last 24 h."""
+    from rich.table import Table
+
+    from orchestrator.core.learning import rank
+    from orchestrator.wiring import rules_for
+
+    settings = State.settings()
+    store = store_for(settings)
+    records = store.remediation_records()
+    faults = rules_for(settings).faults.faults
+    since = time.time() - 86_400
+    returns: dict[str, dict[str, int]] = {}
+    for incident in store.all_incidents():
+        if incident.detected_at >= since:
+            hosts = returns.setdefault(incident.fault, {})
+            hosts[incident.host] = hosts.get(incident.host, 0) + 1
+    rows: list[dict[str, Any]] = []
+    for name, fault in sorted(faults.items()):
+        order = rank(name, fault.remediations, records)
+        recurring = {h: n for h, n in sorted(returns.get(name, {}).items()) if n > 1}
+        for position, remediation in enumerate(order, start=1):
+            record = records.get((name, remediation))
+            rows.append({"fault": name, "remediation": remediation, "rank": position,
+                         "healed": record.successes if record else 0,
+                         "failed": record.failures if record else 0,
+                         "score": round(record.score if record else 0.5, 3),
+                         "recurring_24h": recurring})
+    if json_output:
+        emit_json({"remediations": rows})
+        raise typer.Exit(OK)
+    table = Table(title="remediations by fault (tried in rank order)")
+    for column in ("fault", "rank", "remediation", "healed", "failed", "score",
+                   "back within 24 h"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["fault"], str(row["rank"]), row["remediation"], str(row["healed"]),
+                      str(row["failed"]), f"{row['score']:.2f}",
+                      ", ".join(f"{h} x{n}" for h, n in row["recurring_24h"].items()) or "-")
+    console.print(table)
+    raise typer.Exit(OK)

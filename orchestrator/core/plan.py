@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 
 from orchestrator.core.catalog import Catalog, ParamSpec, Remediation
+from orchestrator.core.learning import Records, rank
 from orchestrator.errors import TargetError, UnsafeValueError
 from orchestrator.models import Diagnosis, Plan
 
@@ -88,9 +89,11 @@ def plan_digest(plan: Plan, remediation: Remediation) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def first_remediation(diagnosis: Diagnosis, catalog: Catalog) -> Remediation | None:
-    """The fault's first listed remediation (rules list them in order of preference)."""
-    for name in diagnosis.remediations:
+def first_remediation(diagnosis: Diagnosis, catalog: Catalog,
+                      records: Records | None = None) -> Remediation | None:
+    """The fault's best remediation: by its record when ``records`` are given
+    (``core.learning``), else (and on ties) the order the fault rule lists them in."""
+    for name in rank(diagnosis.fault, diagnosis.remediations, records or {}):
         entry = catalog.get(name)
         if entry is not None:
             return entry

@@ -282,14 +282,17 @@ def _cooldown(plan: Plan, policy: Policy, state: PolicyState,
                       flap.window_s, plan.cooldown_s))
     if not runs:
         return [], []
+    where = f"{host} ({plan.subject})" if plan.subject else host  # which unit, which mount
     recent = [t for t in runs if state.now - t < flap.window_s]
     if len(recent) >= flap.max_returns:
-        return [], [f"flapping: {plan.remediation} ran {len(recent)} times on {host} in the last "
-                    f"{flap.window_s:.0f}s and the fault is back: the fix does not hold"]
+        ages = ", ".join(f"{state.now - t:.0f}s" for t in recent)
+        return [], [f"recurring (flapping): {plan.remediation} ran {len(recent)} times on "
+                    f"{where} in the last {flap.window_s:.0f}s (runs {ages} ago) and the fault "
+                    "is back: the fix does not hold"]
     cooldown = plan.cooldown_s * flap.backoff ** max(0, len(recent) - 1)
     since = state.now - runs[-1]
     if since < cooldown:
-        return [f"{plan.remediation} ran on {host} {since:.0f}s ago; cooldown is "
+        return [f"{plan.remediation} ran on {where} {since:.0f}s ago; cooldown is "
                 f"{cooldown:.0f}s" + (f" (backed off: {len(recent)} runs in "
                                       f"{flap.window_s:.0f}s)" if len(recent) > 1 else "")], []
     return [], []

@@ -17,6 +17,10 @@ from pathlib import Path
 
 _ready = threading.Lock()
 _loaded: list[Path] = []
+# Ansible's plugin loader is not thread-safe: two runs of one sweep (max_concurrent > 1)
+# building inventories at once failed with "module 'ansible.plugins.inventory.script' has no
+# attribute 'InventoryModule'" (seen under benchmarks/serve_load.py); one at a time, 0.02-0.08 s
+_parsing = threading.Lock()
 
 
 def load_ansible(config: Path) -> None:
@@ -45,6 +49,7 @@ def selected_hosts(sources: Sequence[Path], limit: str, pattern: str,
     from ansible.inventory.manager import InventoryManager
     from ansible.parsing.dataloader import DataLoader
 
-    manager = InventoryManager(loader=DataLoader(), sources=[str(s) for s in sources])
-    manager.subset(limit)
-    return tuple(host.name for host in manager.get_hosts(pattern))
+    with _parsing:
+        manager = InventoryManager(loader=DataLoader(), sources=[str(s) for s in sources])
+        manager.subset(limit)
+        return tuple(host.name for host in manager.get_hosts(pattern))

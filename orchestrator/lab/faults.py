@@ -74,13 +74,25 @@ def _stop(unit: str, *then: str) -> tuple[str, ...]:
     return ("sh", "-c", " ; ".join((f"systemctl stop {unit} 2>/dev/null", *then, "true")))
 
 
+# After a reload, nginx's workers from before it still accept connections until they take
+# their shutdown signal: a client right after the first new-worker answer could be handed the
+# old certificate (test_tls once read the certificate the previous test's clear had installed,
+# 2 s after injecting an expired one). So wait, up to 15 s, until those workers have exited.
+_OLD_WORKERS_GONE = (
+    "n=0; for p in $old; do while kill -0 \"$p\" 2>/dev/null; do n=$((n + 1)); "
+    "if [ $n -gt 150 ]; then echo 'nginx workers from before the reload still run after 15 s' "
+    ">&2; exit 1; fi; sleep 0.1; done; done"
+)
+_INSTALL_CERT = ("sh", "-c", "old=$(pgrep -d ' ' -f '^nginx: worker process'); "
+                 f"{services_web.INSTALL_CERT[-1]} || exit 1; {_OLD_WORKERS_GONE}")
+
+
 def _served_certificate(kind: ca.Kind, description: str) -> Fault:
     """A web host's nginx serves a certificate of ``kind`` from the lab CA; clearing serves a
-    fresh valid one the same way. Both return once nginx serves it."""
-    return Fault(description=description, command=services_web.INSTALL_CERT,
+    fresh valid one the same way. Both return once nginx serves it, and only it."""
+    return Fault(description=description, command=_INSTALL_CERT,
                  prepare=services_web.stage(kind), settle=services_web.wait_served,
-                 clear=services_web.INSTALL_CERT, prepare_clear=services_web.stage("valid"),
-                 group=WEB)
+                 clear=_INSTALL_CERT, prepare_clear=services_web.stage("valid"), group=WEB)
 
 
 FILL = "/usr/local/bin/selfheal_lab_fill.py"

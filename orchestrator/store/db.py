@@ -16,11 +16,19 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, func, insert, inspect, select, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
+from orchestrator.core.learning import Record
 from orchestrator.core.policy import PastRun
 from orchestrator.errors import AuditChainError, StoreUnavailable
-from orchestrator.models import AuditRecord, Incident, IncidentState, Outcome, OutcomeStatus
+from orchestrator.models import (
+    Alert,
+    AuditRecord,
+    Incident,
+    IncidentState,
+    Outcome,
+    OutcomeStatus,
+)
 from orchestrator.store import schema
 from orchestrator.store.audit import (
     GENESIS,
@@ -356,7 +364,76 @@ class Store:
 
         self._retrying(write, f"incident {incident_id} failed verification")
 
-    # -- read-only counts for selfheal's own health (orchestrator.health) ----------------------
+    # -- alerts (selfheal serve) ------------------------------------------------------------
+    def record_alerts(self, alerts: list[Alert], now: float) -> list[bool]:
+        """Keep the alerts of one payload in one transaction; each is False when its
+        (fingerprint, startsAt, status) was seen before (Alertmanager repeats a group on
+        group_interval and repeat_interval)."""
+        kept: list[bool] = []
+
+        def write() -> None:
+            kept.clear()
+            with self.engine.begin() as conn:
+                for alert in alerts:
+                    try:
+                        with conn.begin_nested():  # a duplicate undoes only its own insert
+                            conn.execute(insert(schema.alerts).values(
+                                fingerprint=alert.fingerprint, starts_at=alert.starts_at,
+                                status=alert.status, host=alert.host, fault=alert.fault,
+                                subject=alert.subject, received_at=now, ends_at=alert.ends_at,
+                                labels=dict(alert.labels)))
+                    except IntegrityError:
+                        kept.append(False)
+                    else:
+                        kept.append(True)
+
+        if alerts:
+            self._retrying(write, f"{len(alerts)} alerts")
+        return kept
+
+    def fault_started_at(self, host: str, fault: str, subject: str, before: float,
+                         window_s: float = 86_400.0) -> float | None:
+        """When the earliest alert about ``fault`` on ``host`` and ``subject`` that still fires
+        began (its startsAt), for the time to detect; None when no alert told of it. An alert
+        that names no subject tells of every subject of the host."""
+        a = schema.alerts
+        with self.engine.connect() as conn:
+            rows = list(conn.execute(select(a.c.fingerprint, a.c.starts_at, a.c.status).where(
+                a.c.host == host, a.c.fault == fault, a.c.subject.in_({subject, ""}),
+                a.c.starts_at <= before, a.c.received_at >= before - window_s)))
+        resolved = {(r.fingerprint, r.starts_at) for r in rows if r.status == "resolved"}
+        firing = [r.starts_at for r in rows
+                  if r.status == "firing" and (r.fingerprint, r.starts_at) not in resolved]
+        return min(firing, default=None)
+
+    # -- a human's word on an incident ------------------------------------------------------
+    def mark_false_positive(self, incident_id: int, by: str, now: float,
+                            os_user: str = "") -> Incident:
+        """A human says the incident was no fault at all: kept, counted apart in the KPIs."""
+        def write() -> None:
+            with self.engine.begin() as conn:
+                row = conn.execute(select(schema.incidents.c.detail, schema.incidents.c.host,
+                                          schema.incidents.c.fault).where(
+                    schema.incidents.c.id == incident_id)).first()
+                if row is None:
+                    from orchestrator.errors import TargetError
+
+                    raise TargetError(f"no incident {incident_id}; see `selfheal incidents "
+                                      "list`")
+                detail = {**dict(row.detail or {}),
+                          "false_positive": {"by": by, "at": now}}
+                conn.execute(update(schema.incidents).where(
+                    schema.incidents.c.id == incident_id).values(detail=detail))
+                self._append_audit(conn, "incident.false_positive", f"{row.host}/{row.fault}",
+                                   {"incident": incident_id, "by": by,
+                                    **({"os_user": os_user} if os_user else {})}, now)
+
+        self._retrying(write, f"incident {incident_id} marked a false positive")
+        incident = self.get(incident_id)
+        assert incident is not None
+        return incident
+
+    # -- read-only counts for selfheal's own health (orchestrator.health, orchestrator.kpi) ----
     def incident_counts(self) -> dict[str, int]:
         """Incidents that still matter, by state: the open ones and the ended ones whose fault
         has not cleared (the same set the sweep works from: ``active``)."""
@@ -365,15 +442,50 @@ class Store:
             counts[incident.state.value] = counts.get(incident.state.value, 0) + 1
         return counts
 
-    def run_counts(self) -> dict[str, int]:
-        """Remediation runs for real (not check mode, not rollbacks), by outcome;
-        a run whose fix did not verify counts as failed, as for the circuit breaker; a run
-        whose outcome is not written yet (in flight, or its controller died) is "started"."""
+    def run_counts(self, phase: str = "remediate", since: float | None = None
+                   ) -> dict[str, int]:
+        """Runs of ``phase`` for real (not check mode), by outcome; a remediation whose fix
+        did not verify counts as failed, as for the circuit breaker; a run whose outcome is not
+        written yet (in flight, or its controller died) is "started"."""
         query = (select(schema.runs.c.status, func.count()).where(
-            schema.runs.c.check_mode.is_(False), schema.runs.c.phase == "remediate")
-            .group_by(schema.runs.c.status))
+            schema.runs.c.check_mode.is_(False), schema.runs.c.phase == phase,
+            schema.runs.c.started_at >= (since or 0.0)).group_by(schema.runs.c.status))
         with self.engine.connect() as conn:
             return {str(status): int(count) for status, count in conn.execute(query)}
+
+
+    def all_incidents(self) -> list[Incident]:
+        """Every incident, oldest first (the KPIs' raw material)."""
+        query = select(schema.incidents).order_by(schema.incidents.c.id)
+        with self.engine.connect() as conn:
+            return [_row_to_incident(r) for r in conn.execute(query)]
+
+    def remediation_records(self) -> dict[tuple[str, str], Record]:
+        """Per (fault, remediation): incidents it fixed (verified) and ones where it ran and
+        did not (rolled back or escalated); false positives left out (``core.learning``)."""
+        i = schema.incidents
+        ended = {IncidentState.RESOLVED.value: "ok", IncidentState.ROLLED_BACK.value: "bad",
+                 IncidentState.ESCALATED.value: "bad"}
+        query = select(i.c.fault, i.c.remediation, i.c.state, i.c.detail).where(
+            i.c.remediation_started_at.is_not(None), i.c.state.in_(list(ended)))
+        tally: dict[tuple[str, str], list[int]] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                if (row.detail or {}).get("false_positive") or not row.remediation:
+                    continue
+                counts = tally.setdefault((row.fault, row.remediation), [0, 0])
+                counts[0 if ended[row.state] == "ok" else 1] += 1
+        return {key: Record(ok, bad) for key, (ok, bad) in tally.items()}
+
+    def audit_counts(self, actions: tuple[str, ...], since: float | None = None
+                     ) -> dict[str, int]:
+        """How many audit records of each of ``actions`` the log holds (since ``since``)."""
+        a = schema.audit
+        query = (select(a.c.action, func.count()).where(a.c.action.in_(actions),
+                                                        a.c.at >= (since or 0.0))
+                 .group_by(a.c.action))
+        with self.engine.connect() as conn:
+            return {str(action): int(n) for action, n in conn.execute(query)}
 
 
 def _keyed_history(conn: Any, with_audit: bool = True) -> str:

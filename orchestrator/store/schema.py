@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Boolean, Column, Float, Integer, MetaData, String, Table, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 metadata = MetaData()
 
@@ -43,6 +54,24 @@ runs = Table(
     Column("started_at", Float, nullable=False),
     Column("finished_at", Float, nullable=False),
     Column("status", String(16), nullable=False),
+)
+
+# Alerts Alertmanager posted to `selfheal serve`: observations, not actions (no audit record).
+# One row per (fingerprint, startsAt, status): Alertmanager re-sends a group on group_interval
+# and repeat_interval, and the unique key turns each repeat into a duplicate.
+alerts = Table(
+    "alerts", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("starts_at", Float, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("host", String(255), nullable=False, index=True),
+    Column("fault", String(128), nullable=False),
+    Column("subject", Text, nullable=False, default=""),  # label values: no length cap
+    Column("received_at", Float, nullable=False),
+    Column("ends_at", Float),
+    Column("labels", JSON, nullable=False, default=dict),
+    UniqueConstraint("fingerprint", "starts_at", "status", name="alerts_once"),
 )
 
 audit = Table(

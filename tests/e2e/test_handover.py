@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator import lab
+from orchestrator.lab.paths import host_address
 from orchestrator.models import IncidentState
 from orchestrator.wiring import controller_for
 from tests.e2e.test_heal import (
@@ -66,13 +67,14 @@ def test_remediate_by_hand_with_the_health_url_typed_out(lab_fleet: None,
                                                          tmp_path: Path) -> None:
     before = started_at("vps2")
     done = run_cli("remediate", "vps2", "service_restart", "-p", f"unit={UNIT}",
-                   "-p", "service_restart_health_url=http://127.0.1.2:8080/healthz",
+                   "-p", f"service_restart_health_url=http://{host_address(2)}:8080/healthz",
                    "--by", "oncall-ann",
                    "--json", config=lab.lab_paths().settings_file, state=tmp_path / "state")
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(done.stdout)
     assert result["outcome"]["status"] == "succeeded" and result["by"] == "oncall-ann"
-    assert result["params"]["service_restart_health_url"] == "http://127.0.1.2:8080/healthz"
+    assert result["params"]["service_restart_health_url"] == (
+        f"http://{host_address(2)}:8080/healthz")
     assert started_at("vps2") != before and unit_state("vps2") == "active"
     shown = run_cli("audit", "log", "--json", config=lab.lab_paths().settings_file,
                     state=tmp_path / "state")

@@ -20,6 +20,7 @@ from orchestrator import lab
 from orchestrator.config import Settings, load_settings
 from orchestrator.drill import run_drill
 from orchestrator.engine import Controller
+from orchestrator.lab.paths import host_address
 from orchestrator.models import IncidentState
 from orchestrator.wiring import controller_for
 
@@ -77,7 +78,8 @@ def test_crashed_service_is_healed_and_nothing_else_touched(
     assert result.injected_at < result.detected_at <= result.remediation_started_at  # type: ignore[operator]
     assert result.remediation_finished_at <= result.resolved_at  # type: ignore[operator]
     assert unit_state("vps2") == "active"
-    assert lab.ssh_run("vps2", ["curl", "-sf", "http://127.0.1.2:8080/healthz"]).returncode == 0
+    health = f"http://{host_address(2)}:8080/healthz"
+    assert lab.ssh_run("vps2", ["curl", "-sf", health]).returncode == 0
     assert {h: started_at(h) for h in others} == before, "another host's service was restarted"
     assert {run.host for run in controller.store.history(0)} == {"vps2"}
     transitions = [t["to"] for t in controller.store.transitions(result.incident_id or 0)]
@@ -195,7 +197,7 @@ def test_wrong_host_key_is_refused_not_trusted(lab_fleet: None, tmp_path: Path) 
                    check=True)
     pinned = tmp_path / "known_hosts"
     public = wrong_key.with_suffix(".pub").read_text().split()
-    pinned.write_text(f"127.0.1.1 {public[0]} {public[1]}\n")
+    pinned.write_text(f"{host_address(1)} {public[0]} {public[1]}\n")
     inventory = yaml.safe_load(paths.inventory.read_text())
     host = inventory["lab"]["hosts"]["vps1"]
     host["ansible_ssh_common_args"] = (f"-o UserKnownHostsFile={pinned} "

@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from orchestrator.config import PROJECT_ROOT, PrometheusSettings
 from orchestrator.engine import Controller
 from orchestrator.health import SweepHealth, record_sweep, write_textfile
+from orchestrator.kpi import Kpis
 from orchestrator.sources.prometheus import PrometheusSource, connect
 from tests.integration.conftest import Exporter, RealPrometheus, free_port
 from tests.integration.test_engine import publish, world  # noqa: F401  (world is a fixture)
@@ -104,8 +105,8 @@ def test_node_exporter_exports_the_textfile(tmp_path: Path) -> None:
         pytest.skip("no node_exporter here (not installed, no lab image cached); "
                     "the file is still checked by the parser and promtool")
     write_textfile(tmp_path / "selfheal.prom", SweepHealth(
-        started_at=10.0, finished_at=12.5, source_answered=True, incidents={"escalated": 1},
-        runs={"succeeded": 2}))
+        started_at=10.0, finished_at=12.5, source_answered=True,
+        kpis=Kpis(active={"escalated": 1}, runs={"succeeded": 2})))
     port = free_port()
     proc = subprocess.Popen([binary, "--collector.disable-defaults", "--collector.textfile",
                              f"--collector.textfile.directory={tmp_path}",

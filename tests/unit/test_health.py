@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrator.config import HealthSettings
 from orchestrator.health import SweepHealth, write_textfile
+from orchestrator.kpi import Kpis
 
 PROMTOOL = "/usr/bin/promtool"
 
@@ -27,8 +28,8 @@ def samples(path: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def health(finished: float, answered: bool = True) -> SweepHealth:
     return SweepHealth(started_at=finished - 2.5, finished_at=finished, source_answered=answered,
-                       incidents={"escalated": 2, "awaiting_approval": 1},
-                       runs={"succeeded": 5, "failed": 1})
+                       kpis=Kpis(active={"escalated": 2, "awaiting_approval": 1},
+                                 runs={"succeeded": 5, "failed": 1}))
 
 
 def test_values_are_written_in_the_exposition_format(tmp_path: Path) -> None:

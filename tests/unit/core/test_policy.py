@@ -173,6 +173,20 @@ def test_flapping_backs_off_exponentially_then_escalates() -> None:
     assert decide(plan(), policy, state(old)).verdict is Verdict.RUN  # outside the window
 
 
+def test_a_recurring_subject_is_named_with_its_run_history() -> None:
+    unit = "unit=nginx.service"
+    runs = tuple(PastRun("vps1", "service_restart", NOW - age, False, unit)
+                 for age in (2000, 1000, 400))
+    d = decide(plan(subject=unit), Policy(), state(runs))
+    assert d.verdict is Verdict.REFUSE
+    assert d.reasons[0].startswith("recurring (flapping): service_restart ran 3 times on vps1 "
+                                   "(unit=nginx.service) in the last 3600s (runs 2000s, 1000s, "
+                                   "400s ago)")
+    # another unit's runs on the same host are another record
+    assert decide(plan(subject="unit=cron.service"), Policy(), state(runs)).verdict is (
+        Verdict.RUN)
+
+
 @pytest.mark.parametrize("unit", ["sshd.service", "ssh", "dbus.service", "systemd-journald",
                                   "prometheus-node-exporter.service", "selfheal-sweep.service",
                                   "prometheus-postgres-exporter.service", "user@0.service"])

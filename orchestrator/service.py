@@ -1,0 +1,103 @@
+"""The controller as a service: a sweep every N seconds, or at once when something wakes it.
+
+Called by ``selfheal sweep --every`` and by ``selfheal serve`` (where an alert wakes it). The loop
+rebuilds its controller every minute (hosts come and go), keeps sweeping with the previous one
+when the rebuild fails, waits and goes on when the controller lock is busy or the store is down,
+and writes selfheal's own health after each sweep. Every sweep takes the controller's act lock
+(``Controller.exclusive``), so a service and a run by hand never act at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from orchestrator.config import Settings
+from orchestrator.engine import Controller, SweepReport
+from orchestrator.errors import SelfhealError, TemporaryError
+from orchestrator.health import record_sweep
+
+log = logging.getLogger(__name__)
+INVENTORY_REFRESH_S = 60.0
+
+
+@dataclass(frozen=True)
+class SweepTimes:
+    """The last sweep's times, for /metrics (the textfile keeps its own across processes)."""
+
+    started_at: float
+    finished_at: float
+    last_success: float | None
+
+
+class SweepLoop:
+    """Sweeps ``controller`` every ``every`` seconds, or at once on ``wake()``."""
+
+    def __init__(self, settings: Settings, build: Callable[[], Controller], every: float,
+                 dry_run: bool = False,
+                 on_report: Callable[[SweepReport], None] | None = None) -> None:
+        self.settings = settings
+        self.build = build
+        self.every = every
+        self.dry_run = dry_run
+        self.on_report = on_report
+        self.controller = build()
+        self.built = time.monotonic()
+        self.times: SweepTimes | None = None
+        self.last: SweepReport | None = None
+        self.skipped = False  # the last sweep could not run (lock busy, store down)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+
+    def wake(self) -> None:
+        """Sweep now (or right after the sweep in hand)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Finish the sweep in hand, then leave ``run``."""
+        self._stop.set()
+        self._wake.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def once(self) -> SweepReport:
+        """One sweep with the current controller; TemporaryError when it cannot run now."""
+        report = self.controller.sweep(dry_run=self.dry_run)
+        record_sweep(self.settings.health.textfile_path, report, self.controller.store)
+        last = self.times.last_success if self.times else None
+        self.times = SweepTimes(report.started_at, report.finished_at,
+                                report.finished_at if report.source_error is None else last)
+        self.last = report
+        if self.on_report is not None:
+            self.on_report(report)
+        return report
+
+    def run(self) -> None:
+        """Sweep until ``stop()``; a sweep that cannot run now is logged and tried again."""
+        self.controller.executor.prepare()  # pay Ansible's import once, before any fault
+        while not self._stop.is_set():
+            self._refresh()
+            self._wake.clear()
+            started = time.monotonic()
+            try:
+                self.once()
+                self.skipped = False
+            except TemporaryError as exc:  # lock busy, store down: wait and go on
+                log.error("sweep skipped; trying again", extra={"error": str(exc)})
+                self.skipped = True
+            self._wake.wait(max(0.0, self.every - (time.monotonic() - started)))
+
+    def _refresh(self) -> None:
+        if time.monotonic() - self.built <= INVENTORY_REFRESH_S:
+            return
+        try:
+            self.controller = self.build()
+        except SelfhealError as exc:  # keep sweeping with what we had; say so
+            log.error("inventory or rules refresh failed; keeping the previous ones",
+                      extra={"error": str(exc)})
+        self.built = time.monotonic()
