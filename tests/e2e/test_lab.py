@@ -21,8 +21,7 @@ import pytest
 
 from orchestrator import lab
 from orchestrator.lab import cgroups, layout, procs, prometheus
-from orchestrator.lab.fleet import host_markers
-from orchestrator.lab.paths import ADDRESS_PREFIX, DEMO_PORT, DEMO_UNIT
+from orchestrator.lab.paths import DEMO_PORT, DEMO_UNIT
 from orchestrator.lab.restarts import crash_and_restart
 
 pytestmark = [
@@ -129,15 +128,13 @@ def test_restart_right_after_kill_9_starts_the_app_on_every_host(fleet: lab.LabS
 
 def _leftovers() -> list[str]:
     paths = lab.lab_paths()
-    # other worktrees' labs may run on the same image cache: only this lab's leftovers count
-    found = [f"process {pid}" for pid in procs.find(*host_markers(paths))]
+    found = [f"process {pid}" for pid in procs.find(f"--directory={paths.image_dir}")]
     found += [f"prometheus {pid}" for pid in procs.find(prometheus.marker(paths))]
-    found += [f"container init {pid}"
-              for pid in procs.container_inits(str(paths.image_dir), str(paths.lab_dir))]
+    found += [f"container init {pid}" for pid in procs.container_inits(str(paths.image_dir))]
     aliases = subprocess.run(
         ["ip", "-4", "-o", "addr", "show", "dev", "lo"], capture_output=True, text=True, check=True
     ).stdout
-    found += [line for line in aliases.splitlines() if f" {ADDRESS_PREFIX}" in line]
+    found += [line for line in aliases.splitlines() if " 127.0.1." in line]
     found += [str(p) for p in (paths.lab_dir, paths.inventory) if p.exists()]
     found += [str(p) for p in paths.cache_dir.glob(".#*")]
     found += [str(p.parent) for p in cgroups.host_cgroups("vps1") if p.parent.exists()]
