@@ -18,7 +18,7 @@ APT_PACKAGES := debootstrap systemd-container prometheus prometheus-alertmanager
 	prometheus-blackbox-exporter openssl \
 	openssh-client openssh-server sqlite3
 
-.PHONY: demo test deps venv lock lint clean-lab
+.PHONY: demo test deps venv lock lint molecule clean-lab
 
 demo: deps venv
 	$(VENV)/bin/selfheal demo
@@ -51,9 +51,25 @@ lock: venv
 	$(BUILD_REQUIRES) | $(UV_COMPILE) pyproject.toml - -o $(LOCK)
 	$(BUILD_REQUIRES) | $(UV_COMPILE) pyproject.toml - --extra dev -o $(DEV_LOCK)
 
+# ansible-lint reads ansible/.ansible-lint (profile production) and calls ansible-config: the
+# venv's bin goes first on PATH.
 lint: venv
 	$(VENV)/bin/ruff check orchestrator tests benchmarks
 	$(VENV)/bin/mypy
+	cd ansible && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" ansible-lint
+
+# The roles' molecule scenarios (ansible/roles/*/molecule/default) against the lab: each boots
+# the lab or reuses a running one (yours: SELFHEAL_LAB_* as in docs/lab.md), injects its role's
+# fault, converges, checks idempotence, verifies, rolls back and clears the fault; a lab it
+# booted it takes down again. `make test` runs them too (tests/e2e/test_molecule.py).
+MOLECULE_ROLES := $(patsubst ansible/roles/%/molecule/default/molecule.yml,%,\
+	$(wildcard ansible/roles/*/molecule/default/molecule.yml))
+
+molecule: deps venv
+	@for role in $(MOLECULE_ROLES); do \
+		echo "== molecule test: $$role"; \
+		(cd ansible/roles/$$role && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" molecule test) || exit 1; \
+	done
 
 clean-lab: venv
 	$(VENV)/bin/selfheal lab down

@@ -77,7 +77,7 @@ def _run_by_hand(controller: Controller, request: ManualRequest) -> ManualResult
     given = {k: v for k, v in request.values.items() if k in entry.params}
     typed_labels = {k: v for k, v in request.values.items() if k not in entry.params}
     # what was typed, seen as the labels it stands for: a typed unit picks the series of
-    # that unit, never another unit's (whose health_url would judge the wrong service)
+    # that unit, never another unit's (whose health URL would judge the wrong service)
     wanted = {**typed_labels, **{spec.from_label: request.values[name]
                                  for name, spec in entry.params.items()
                                  if spec.from_label is not None and name in request.values}}

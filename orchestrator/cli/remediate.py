@@ -32,9 +32,10 @@ def remediate(
     host: str = typer.Argument(..., help="inventory host name"),
     remediation: str = typer.Argument(..., help="catalog entry from rules/remediations.yml"),
     param: list[str] = typer.Option([], "--param", "-p", help="NAME=VALUE: a parameter of the "
-                                    "entry (e.g. unit, health_url), or a label feeding one (e.g. "
-                                    "instance=HOST:PORT); every value is checked against its "
-                                    "pattern. Unset ones come from the host's firing series"),
+                                    "entry (e.g. service_restart_health_url), or a label "
+                                    "feeding one (e.g. unit, instance=HOST:PORT); every value "
+                                    "is checked against its pattern. Unset ones come from the "
+                                    "host's firing series"),
     check: bool = typer.Option(False, "--check", help="Ansible check mode: change nothing"),
     by: str | None = typer.Option(None, "--by", help="who runs it (default: the OS user); "
                                   "an approver in policy.yml may run risk tier 3"),

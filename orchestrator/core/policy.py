@@ -263,8 +263,9 @@ def _protected(plan: Plan, policy: Policy) -> list[str]:
 
 
 def _names_unit(param: str) -> bool:
-    """Parameters that name a systemd unit: ``unit`` or ``<role>_unit``."""
-    return param == "unit" or param.endswith("_unit")
+    """Parameters that name a systemd unit: ``<role>_unit`` (role options carry the role's
+    name, as ansible-lint's production profile wants)."""
+    return param.endswith("_unit")
 
 
 def _cooldown(plan: Plan, policy: Policy, state: PolicyState,

@@ -69,12 +69,10 @@ def _image_marker(paths: LabPaths) -> str:
     return f"--directory={paths.image_dir}"
 
 
-def _ours(paths: LabPaths) -> tuple[str, str]:
-    """What marks this lab's own nspawns: the image, and its per-host files in this lab's
-    folder. The image alone marks every lab on the machine that shares the image cache (one
-    lab per worktree): a scan by image and host name took, and `down` ended, another lab's
-    vps1..vpsN."""
-    return _image_marker(paths), f"{paths.lab_dir / 'hosts'}/"
+def host_markers(paths: LabPaths) -> tuple[str, str]:
+    """What this lab's nspawn command lines hold: the image and binds from this lab's folder.
+    Labs of other worktrees may share the image cache; their hosts are not ours to adopt or end."""
+    return _image_marker(paths), f"={paths.lab_dir}/"
 
 
 def _nspawn_argv(paths: LabPaths, name: str, binds: Sequence[str]) -> list[str]:
@@ -97,7 +95,7 @@ def _nspawn_argv(paths: LabPaths, name: str, binds: Sequence[str]) -> list[str]:
 
 def _host_pid(paths: LabPaths, name: str, recorded: int | None) -> int | None:
     """The PID of ``name``'s nspawn: the recorded one if it is still ours, else a scan."""
-    markers = (*_ours(paths), f"--machine={name}")
+    markers = (*host_markers(paths), f"--machine={name}")
     if procs.is_ours(recorded, *markers):
         return recorded
     found = procs.find(*markers)
@@ -107,7 +105,7 @@ def _host_pid(paths: LabPaths, name: str, recorded: int | None) -> int | None:
 def _running_hosts(paths: LabPaths) -> list[str]:
     """Names of the lab hosts whose nspawn runs, found by command line alone."""
     names = []
-    for pid in procs.find(*_ours(paths)):
+    for pid in procs.find(*host_markers(paths)):
         for arg in procs.cmdline(pid) or ():
             if arg.startswith(f"--machine={HOST_PREFIX}"):
                 names.append(arg.removeprefix("--machine="))
@@ -115,19 +113,18 @@ def _running_hosts(paths: LabPaths) -> list[str]:
 
 
 def _kill_orphans(paths: LabPaths) -> None:
-    """SIGKILL lab container inits whose nspawn is gone (it was SIGKILLed); their hosts die."""
-    # any lab's live nspawn (the image marker alone) keeps its inits: only true orphans die
-    nspawns = set(procs.find(_image_marker(paths)))
-    orphans = [
-        pid
-        for pid, parent in procs.container_inits(str(paths.image_dir)).items()
-        if parent not in nspawns
-    ]
+    """SIGKILL this lab's container inits whose nspawn is gone (it was SIGKILLed); their hosts
+    die."""
+    nspawns = set(procs.find(*host_markers(paths)))
+    inits = procs.container_inits(str(paths.image_dir), str(paths.lab_dir))
+    orphans = [pid for pid, parent in inits.items() if parent not in nspawns]
     for pid in orphans:
         log.warning("killing orphaned lab container init %d (its nspawn is gone)", pid)
         procs.send_signal(pid, signal.SIGKILL)
     if orphans and not procs.wait_until(
-        lambda: not set(orphans) & set(procs.container_inits(str(paths.image_dir))), 10.0
+        lambda: not set(orphans)
+        & set(procs.container_inits(str(paths.image_dir), str(paths.lab_dir))),
+        10.0,
     ):
         raise PermanentError(f"orphaned lab hosts {orphans} did not die on SIGKILL")
 
@@ -227,7 +224,7 @@ def _wait_for_hosts(paths: LabPaths, state: LabState, progress: ProgressFn | Non
                 )
             )
         for name, result in checks.items():
-            dead = not procs.is_ours(pending[name].pid, *_ours(paths))
+            dead = not procs.is_ours(pending[name].pid, *host_markers(paths))
             if dead:
                 raise PermanentError(
                     f"{name}: systemd-nspawn exited during boot; see {pending[name].log}"
@@ -315,20 +312,21 @@ def down(progress: ProgressFn | None = None) -> None:
     started = time.monotonic()
     with locked(paths):
         state = load_state(paths)
-        ours = _ours(paths)
+        markers = host_markers(paths)
         recorded = [h.pid for h in state.hosts if h.pid] if state else []
-        pids = sorted({*(p for p in recorded if procs.is_ours(p, *ours)), *procs.find(*ours)})
+        pids = sorted({*(p for p in recorded if procs.is_ours(p, *markers)),
+                       *procs.find(*markers)})
         names = _running_hosts(paths)
         if names:
             report(progress, f"powering off {', '.join(sorted(names))}")
             _poweroff(names)
         if not procs.wait_until(
-            lambda: not any(procs.is_ours(p, *ours) for p in pids),
+            lambda: not any(procs.is_ours(p, *markers) for p in pids),
             POWEROFF_TIMEOUT_S,
             interval=0.2,
         ):
             report(progress, "some hosts did not power off; terminating them")
-        procs.terminate(pids, ours[1], timeout=10.0)
+        procs.terminate(pids, *markers, timeout=10.0)
         _kill_orphans(paths)
         cgroups.remove()
         report(progress, "stopping Prometheus")

@@ -70,12 +70,14 @@ def find(*markers: str) -> list[int]:
     return sorted(pid for pid in pids if pid != me and is_ours(pid, *markers))
 
 
-def container_inits(lowerdir: str) -> dict[int, int]:
-    """``{pid: ppid}`` of systemd-nspawn container inits whose root overlays ``lowerdir``.
+def container_inits(lowerdir: str, bound_from: str) -> dict[int, int]:
+    """``{pid: ppid}`` of systemd-nspawn container inits whose root overlays ``lowerdir`` and
+    that bind files from the folder ``bound_from``.
 
     A container's init keeps running when its nspawn is SIGKILLed; its command line names no
-    lab path, but its environment says ``container=systemd-nspawn`` and its root mount names the
-    image as ``lowerdir``.
+    lab path, but its environment says ``container=systemd-nspawn``, its root mount names the
+    image as ``lowerdir`` and its bind mounts name their sources under the lab's folder (several
+    labs may share one image, so the image alone does not say whose host it is).
     """
     inits = {}
     for entry in Path("/proc").iterdir():
@@ -87,7 +89,8 @@ def container_inits(lowerdir: str) -> dict[int, int]:
                 "systemd\n"
             ):
                 continue
-            if f"lowerdir={lowerdir}," not in (entry / "mountinfo").read_text(encoding="utf-8"):
+            mounts = (entry / "mountinfo").read_text(encoding="utf-8")
+            if f"lowerdir={lowerdir}," not in mounts or f" {bound_from.rstrip('/')}/" not in mounts:
                 continue
             stat = (entry / "stat").read_text(encoding="utf-8")
         except OSError:
@@ -107,20 +110,21 @@ def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.2)
         time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
 
 
-def terminate(pids: Iterable[int], marker: str, timeout: float = 10.0) -> None:
-    """SIGTERM each lab process (and its process group), then SIGKILL what is left."""
-    mine = [pid for pid in pids if is_ours(pid, marker)]
+def terminate(pids: Iterable[int], *markers: str, timeout: float = 10.0) -> None:
+    """SIGTERM each lab process (and its process group), then SIGKILL what is left; only
+    processes whose command line holds every marker are touched."""
+    mine = [pid for pid in pids if is_ours(pid, *markers)]
     if not mine:
         return
     for pid in mine:
         send_signal(pid, signal.SIGTERM)
-    if wait_until(lambda: not any(is_ours(pid, marker) for pid in mine), timeout):
+    if wait_until(lambda: not any(is_ours(pid, *markers) for pid in mine), timeout):
         return
     for pid in mine:
-        if is_ours(pid, marker):
+        if is_ours(pid, *markers):
             log.warning("pid %d ignored SIGTERM for %.0f s; sending SIGKILL", pid, timeout)
             send_signal(pid, signal.SIGKILL, group=True)
-    wait_until(lambda: not any(is_ours(pid, marker) for pid in mine), 5.0)
+    wait_until(lambda: not any(is_ours(pid, *markers) for pid in mine), 5.0)
 
 
 def send_signal(pid: int, sig: signal.Signals, group: bool = False) -> None:

@@ -66,12 +66,13 @@ def test_remediate_by_hand_with_the_health_url_typed_out(lab_fleet: None,
                                                          tmp_path: Path) -> None:
     before = started_at("vps2")
     done = run_cli("remediate", "vps2", "service_restart", "-p", f"unit={UNIT}",
-                   "-p", "health_url=http://127.0.1.2:8080/healthz", "--by", "oncall-ann",
+                   "-p", "service_restart_health_url=http://127.0.1.2:8080/healthz",
+                   "--by", "oncall-ann",
                    "--json", config=lab.lab_paths().settings_file, state=tmp_path / "state")
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(done.stdout)
     assert result["outcome"]["status"] == "succeeded" and result["by"] == "oncall-ann"
-    assert result["params"]["health_url"] == "http://127.0.1.2:8080/healthz"
+    assert result["params"]["service_restart_health_url"] == "http://127.0.1.2:8080/healthz"
     assert started_at("vps2") != before and unit_state("vps2") == "active"
     shown = run_cli("audit", "log", "--json", config=lab.lab_paths().settings_file,
                     state=tmp_path / "state")
@@ -89,7 +90,7 @@ def test_remediate_by_hand_fills_labels_from_the_crashed_series(lab_fleet: None,
         done = run_cli("remediate", "vps3", "service_restart", "--json",
                        config=lab.lab_paths().settings_file, state=tmp_path / "state")
         assert done.returncode == 0, done.stdout + done.stderr
-        assert json.loads(done.stdout)["params"]["unit"] == UNIT
+        assert json.loads(done.stdout)["params"]["service_restart_unit"] == UNIT
         assert unit_state("vps3") == "active"
     finally:
         if unit_state("vps3") != "active":

@@ -21,7 +21,8 @@ import pytest
 
 from orchestrator import lab
 from orchestrator.lab import cgroups, layout, procs, prometheus
-from orchestrator.lab.paths import DEMO_PORT, DEMO_UNIT
+from orchestrator.lab.fleet import host_markers
+from orchestrator.lab.paths import ADDRESS_PREFIX, DEMO_PORT, DEMO_UNIT
 from orchestrator.lab.restarts import crash_and_restart
 
 pytestmark = [
@@ -47,7 +48,7 @@ def fleet() -> Iterator[lab.LabState]:
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "orchestrator", "lab", *args], capture_output=True, text=True,
-        timeout=120,
+        timeout=120, env={**os.environ, "COLUMNS": "250"},  # table rows on one line each
     )
 
 
@@ -64,6 +65,15 @@ def test_status_json_reports_every_host_healthy(fleet: lab.LabState) -> None:
         assert {"ssh", "node_exporter"} <= set(host["checks"])
         assert ("demo_app" in host["checks"]) == ("app" in host["groups"])
         assert ("postgres" in host["checks"]) == ("db" in host["groups"])  # pg_up 1 there
+    table = _cli("status")
+    assert table.returncode == 0, table.stdout + table.stderr
+    rows = {line.split("│")[1].strip(): line for line in table.stdout.splitlines()
+            if line.startswith("│") and "vps" in line}
+    assert set(names) <= set(rows), table.stdout
+    for host in report["hosts"]:  # each row names its groups and each check of the host
+        row = rows[host["name"]]
+        assert ", ".join(host["groups"]) in row and host["address"] in row, row
+        assert all(f"{check} yes" in row for check in host["checks"]), row
 
 
 def test_bad_input_names_the_choices(fleet: lab.LabState) -> None:
@@ -128,13 +138,15 @@ def test_restart_right_after_kill_9_starts_the_app_on_every_host(fleet: lab.LabS
 
 def _leftovers() -> list[str]:
     paths = lab.lab_paths()
-    found = [f"process {pid}" for pid in procs.find(f"--directory={paths.image_dir}")]
+    # other worktrees' labs may run on the same image cache: only this lab's leftovers count
+    found = [f"process {pid}" for pid in procs.find(*host_markers(paths))]
     found += [f"prometheus {pid}" for pid in procs.find(prometheus.marker(paths))]
-    found += [f"container init {pid}" for pid in procs.container_inits(str(paths.image_dir))]
+    found += [f"container init {pid}"
+              for pid in procs.container_inits(str(paths.image_dir), str(paths.lab_dir))]
     aliases = subprocess.run(
         ["ip", "-4", "-o", "addr", "show", "dev", "lo"], capture_output=True, text=True, check=True
     ).stdout
-    found += [line for line in aliases.splitlines() if " 127.0.1." in line]
+    found += [line for line in aliases.splitlines() if f" {ADDRESS_PREFIX}" in line]
     found += [str(p) for p in (paths.lab_dir, paths.inventory) if p.exists()]
     found += [str(p) for p in paths.cache_dir.glob(".#*")]
     found += [str(p.parent) for p in cgroups.host_cgroups("vps1") if p.parent.exists()]

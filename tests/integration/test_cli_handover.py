@@ -76,7 +76,7 @@ def test_approve_needs_a_configured_approver_and_binds_the_plan(
     assert code == 2 and "'mallory' is not an approver" in err["message"]
     code, ok = run(cfg, "incidents", "approve", str(incident), "--by", "alice")
     assert code == 0 and ok["approved_by"] == "alice" and len(ok["plan_digest"]) == 64
-    assert ok["params"]["unit"] == "app.service"
+    assert ok["params"]["service_restart_unit"] == "app.service"
     code, shown = run(cfg, "incidents", "show", str(incident))
     assert shown["incident"]["detail"]["approved_digest"] == ok["plan_digest"]
     code, log = run(cfg, "audit", "log")
@@ -93,14 +93,18 @@ def test_remediate_by_hand_is_guarded_and_says_why(tmp_path: Path, prometheus: R
     code, held = run(cfg, "remediate", "h1", "service_restart", "--by", "erin")
     assert code == 1 and held["verdict"] == "hold" and held["outcome"] is None
     assert "disabled" in held["reasons"][0] and held["by"] == "erin"
-    assert held["params"] == {"unit": "app.service",
-                              "health_url": f"http://{NET}.1:8080/healthz"}  # from the series
+    assert held["params"] == {  # from the series
+        "service_restart_unit": "app.service",
+        "service_restart_health_url": f"http://{NET}.1:8080/healthz"}
     code, sshd = run(cfg, "remediate", "h1", "service_restart", "-p", "unit=sshd.service",
-                     "-p", f"health_url=http://{NET}.1:22/healthz", "--force", "--reason", "t")
+                     "-p", f"service_restart_health_url=http://{NET}.1:22/healthz", "--force",
+                     "--reason", "t")
     assert code == 1 and sshd["verdict"] == "refuse" and not sshd["forced"]
     assert "protected_units" in sshd["reasons"][0]
-    code, bad = run(cfg, "remediate", "h1", "service_restart", "-p", "health_url=http://x/;id")
-    assert code == 2 and "health_url" in bad["message"] and "does not match" in bad["message"]
+    code, bad = run(cfg, "remediate", "h1", "service_restart", "-p",
+                    "service_restart_health_url=http://x/;id")
+    assert code == 2 and "service_restart_health_url" in bad["message"]
+    assert "does not match" in bad["message"]
     code, bad = run(cfg, "remediate", "h1", "service_restart", "-p", "unit=other.service")
     assert code == 2 and "-p NAME=VALUE" in bad["message"]  # not app.service's health URL
     code, bad = run(cfg, "remediate", "h1", "service_restart", "--force")

@@ -144,7 +144,7 @@ def test_diagnose_names_the_subject_of_each_plan(
         for unit in units:
             plan = plans[f"unit={unit}"]
             assert (plan["fault"], plan["remediation"]) == ("out_unit_failed", "unit_restart")
-            assert plan["params"]["unit"] == unit
+            assert plan["params"]["service_restart_unit"] == unit
         table = world.run("diagnose", "o2")
         assert f"out_unit_failed (unit={units[1]})" in table.stdout, table.stdout
         assert f"would run: unit_restart (unit={units[0]})" in table.stdout, table.stdout
@@ -179,7 +179,8 @@ def test_remediate_check_json_and_table(world: World) -> None:
     args = ("remediate", "o2", "service_restart", "-p", "unit=selfheal-absent.service",
             "-p", "instance=127.0.41.2:8080", "--check", "--by", "tester")
     shown = world.json(*args)
-    assert shown["by"] == "tester" and shown["params"]["unit"] == "selfheal-absent.service"
+    assert shown["by"] == "tester"
+    assert shown["params"]["service_restart_unit"] == "selfheal-absent.service"
     outcome = shown["outcome"]
     assert outcome is not None, shown
     assert outcome["check_mode"] is True

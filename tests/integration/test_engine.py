@@ -80,7 +80,7 @@ def test_hostile_label_is_refused_and_nothing_runs(world: Controller, exporter: 
         report = world.sweep()
         (action,) = report.actions
         assert action.host == "h2" and action.state == S.ESCALATED
-        assert "refused parameter 'unit'" in action.reasons[0]
+        assert "refused parameter 'service_restart_unit'" in action.reasons[0]
         assert world.store.history(0) == []
         assert not (Path(world.executor.runs_dir)).exists()
         assert report.exit_code == 1

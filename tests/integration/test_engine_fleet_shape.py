@@ -94,7 +94,7 @@ class UnitFixer:
     def __call__(self, **kwargs: Any) -> FakeResult:
         host = kwargs["limit"]
         extravars = (Path(kwargs["private_data_dir"]) / "env" / "extravars").read_text()
-        unit = re.search(r'^unit: !unsafe "([^"]+)"', extravars, re.M)
+        unit = re.search(r'^service_restart_unit: !unsafe "([^"]+)"', extravars, re.M)
         assert unit is not None, extravars
         self.calls.append((host, unit.group(1)))
         instance = f"{NET}.{HOSTS[host]}"

@@ -179,13 +179,14 @@ def test_manual_run_passes_the_guardrails_unless_forced(tmp_path: Path,
     crash(exporter, prometheus, 1, net=NET)
     controller.sweep()  # the loop heals h1: its cooldown starts
     assert fixer.calls == [["h1"]]
-    ask = ManualRequest("h1", "service_restart", {"unit": "app.service",
-                                                  "health_url": f"http://{NET}.1:8080/healthz"},
+    ask = ManualRequest("h1", "service_restart", {"service_restart_unit": "app.service",
+                                                  "service_restart_health_url": f"http://{NET}.1:8080/healthz"},
                         check=False, by="carol")
     refused = run_by_hand(controller, ask)
     assert not refused.ran and refused.decision.verdict is Verdict.HOLD
     assert "cooldown" in refused.decision.reasons[0]
-    assert refused.plan.params["health_url"] == f"http://{NET}.1:8080/healthz"  # port kept
+    # the port is kept
+    assert refused.plan.params["service_restart_health_url"] == f"http://{NET}.1:8080/healthz"
     with pytest.raises(TargetError, match="--reason"):
         run_by_hand(controller, ManualRequest(**{**ask.__dict__, "force": True}))
     forced = run_by_hand(controller, ManualRequest(**{**ask.__dict__, "force": True,
@@ -193,8 +194,8 @@ def test_manual_run_passes_the_guardrails_unless_forced(tmp_path: Path,
     assert forced.ran and forced.forced and forced.outcome is not None
     assert forced.outcome.status is OutcomeStatus.SUCCEEDED and fixer.calls[-1] == ["h1"]
     sshd = run_by_hand(controller, ManualRequest(
-        "h1", "service_restart", {"unit": "sshd.service",
-                                  "health_url": f"http://{NET}.1:8080/healthz"},
+        "h1", "service_restart", {"service_restart_unit": "sshd.service",
+                                  "service_restart_health_url": f"http://{NET}.1:8080/healthz"},
         check=False, by="carol", force=True, reason="try"))
     assert not sshd.ran and "protected_units" in sshd.decision.reasons[0]
     audit = [(r.action, r.payload.get("by"), r.payload.get("forced"))
@@ -212,6 +213,6 @@ def test_manual_run_takes_labels_from_the_firing_series(tmp_path: Path,
     result = run_by_hand(controller, ManualRequest("h3", "service_restart", {}, check=False,
                                                    by="dave"))
     assert not result.ran and "disabled" in result.decision.reasons[0]  # mode holds by hand
-    assert dict(result.plan.params) == {"unit": "app.service",
-                                        "health_url": f"http://{NET}.3:8080/healthz"}
+    assert dict(result.plan.params) == {"service_restart_unit": "app.service",
+                                        "service_restart_health_url": f"http://{NET}.3:8080/healthz"}
     assert fixer.calls == []

@@ -29,4 +29,4 @@ def test_escalation_in_a_real_sweep_is_sent_once(
             exporter.gauge.remove("127.0.2.2:8080", hostile)
         assert [p["title"] for p in hook.received] == [
             "selfheal: service_crash on h2 is escalated"]
-        assert "refused parameter 'unit'" in hook.received[0]["message"]
+        assert "refused parameter 'service_restart_unit'" in hook.received[0]["message"]

@@ -39,8 +39,8 @@ remediations:
     cooldown_s: 0
     check_first: false
     params:
-      unit: {from_label: unit, pattern: '[a-z.]+'}
-      health_url: {template: 'http://{instance}/healthz', pattern: '.+'}
+      service_restart_unit: {from_label: unit, pattern: '[a-z.]+'}
+      service_restart_health_url: {template: 'http://{instance}/healthz', pattern: '.+'}
     verify: {signal: service_up, timeout_s: 2}
     rollback: role
   unit_restart:
@@ -48,7 +48,7 @@ remediations:
     description: the project's verify signal must exist
     risk_tier: 1
     params:
-      unit: {from_label: unit, pattern: '[a-z.]+'}
+      service_restart_unit: {from_label: unit, pattern: '[a-z.]+'}
     verify: {signal: unit_failed}
     rollback: none
 """

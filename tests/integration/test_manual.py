@@ -25,7 +25,7 @@ NET = "127.0.8"  # this module's hosts
 def ask(host: str = "h1", **more: object) -> ManualRequest:
     fields: dict[str, object] = {
         "host": host, "remediation": "service_restart",
-        "values": {"unit": "app.service", "health_url": f"http://{NET}.1:8080/healthz"},
+        "values": {"service_restart_unit": "app.service", "service_restart_health_url": f"http://{NET}.1:8080/healthz"},
         "check": False, "by": "carol", **more}
     return ManualRequest(**fields)  # type: ignore[arg-type]
 

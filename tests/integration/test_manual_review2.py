@@ -36,7 +36,8 @@ def test_an_approver_name_in_the_environment_is_not_an_approval(
                               tier=3, net=NET)
     crash(exporter, prometheus, 1, net=NET)
     request = ManualRequest("h1", "service_restart",
-                            {"unit": "app.service", "health_url": f"http://{NET}.1:8080/healthz"},
+                            {"service_restart_unit": "app.service",
+                             "service_restart_health_url": f"http://{NET}.1:8080/healthz"},
                             check=False, by="carol")
     result = run_by_hand(controller, request)
     assert not result.ran and fixer.calls == []
@@ -54,11 +55,12 @@ def test_a_typed_unit_is_not_checked_against_another_units_health_url(
     controller, _ = build(tmp_path, prometheus, exporter,
                               {"blast_radius": {"max_broken_fraction": 1}}, net=NET)
     crash(exporter, prometheus, 1, net=NET)  # app.service on 127.0.8.1:8080 fires
-    request = ManualRequest("h1", "service_restart", {"unit": "other.service"}, check=True,
-                            by="carol")
+    request = ManualRequest("h1", "service_restart", {"service_restart_unit": "other.service"},
+                            check=True, by="carol")
     try:
         result = run_by_hand(controller, request)
-    except SelfhealError:  # refusing (asking for health_url) is right too
+    except SelfhealError:  # refusing (asking for the health URL) is right too
         return
-    assert result.plan.params["unit"] == "other.service"
-    assert ":8080/" not in str(result.plan.params["health_url"]), result.plan.params
+    assert result.plan.params["service_restart_unit"] == "other.service"
+    url = result.plan.params["service_restart_health_url"]
+    assert ":8080/" not in str(url), result.plan.params

@@ -54,8 +54,8 @@ def test_plan_binds_params(rules: Rules) -> None:
     entry = first_remediation(crash(LABELS), rules.catalog)
     assert entry is not None
     plan = build_plan(crash(LABELS), entry, ("vps2",))
-    assert plan.params == {"unit": "selfheal-demo.service",
-                           "health_url": "http://127.0.1.2:8080/healthz"}
+    assert plan.params == {"service_restart_unit": "selfheal-demo.service",
+                           "service_restart_health_url": "http://127.0.1.2:8080/healthz"}
     assert plan.targets == ("vps2",)
 
 
@@ -65,7 +65,7 @@ def test_plan_binds_params(rules: Rules) -> None:
 ])
 def test_plan_refuses_metacharacters(rules: Rules, unit: str) -> None:
     entry = rules.catalog.remediations["service_restart"]
-    with pytest.raises(UnsafeValueError, match="refused parameter 'unit'"):
+    with pytest.raises(UnsafeValueError, match="refused parameter 'service_restart_unit'"):
         build_plan(crash({**LABELS, "unit": unit}), entry, ("vps2",))
 
 
@@ -85,5 +85,6 @@ def test_no_param_value_outside_its_pattern(unit: str) -> None:
         plan = build_plan(crash({**LABELS, "unit": unit}), entry, ("vps2",))
     except UnsafeValueError:
         return
-    assert re.fullmatch(entry.params["unit"].pattern, plan.params["unit"])
-    assert not set(plan.params["unit"]) & set(";|&$`{}<>()\n'\" ")
+    value = plan.params["service_restart_unit"]
+    assert re.fullmatch(entry.params["service_restart_unit"].pattern, value)
+    assert not set(value) & set(";|&$`{}<>()\n'\" ")

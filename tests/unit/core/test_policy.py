@@ -129,14 +129,14 @@ def test_cooldown_is_per_subject_so_two_units_on_one_host_both_heal() -> None:
 
 def test_a_unit_off_the_restart_allow_list_is_refused_and_says_how_to_allow_it() -> None:
     policy = Policy.model_validate({"restart_units": ["nginx.service", "postgresql*"]})
-    ok = plan(params={"unit": "postgresql@15-main.service"})
+    ok = plan(params={"service_restart_unit": "postgresql@15-main.service"})
     assert decide(ok, policy, state()).verdict is Verdict.RUN
-    d = decide(plan(params={"unit": "cron.service"}), policy, state())
+    d = decide(plan(params={"service_restart_unit": "cron.service"}), policy, state())
     assert d.verdict is Verdict.REFUSE and "restart_units" in d.reasons[0]
     d = decide(plan(params={"runaway_process_unit": "cron.service"}), policy, state())
     assert d.verdict is Verdict.REFUSE
     # protected units stay refused even when the allow-list would match them
-    d = decide(plan(params={"unit": "sshd.service"}), Policy(), state())
+    d = decide(plan(params={"service_restart_unit": "sshd.service"}), Policy(), state())
     assert d.verdict is Verdict.REFUSE and "protected" in d.reasons[0]
 
 
@@ -177,8 +177,8 @@ def test_flapping_backs_off_exponentially_then_escalates() -> None:
                                   "prometheus-node-exporter.service", "selfheal-sweep.service",
                                   "prometheus-postgres-exporter.service", "user@0.service"])
 def test_protected_units_are_refused_whatever_the_labels_say(unit: str) -> None:
-    p = Plan("service_crash", "service_restart", "service_restart", ("vps1",), {"unit": unit},
-             1, 300, False, "service_up")
+    p = Plan("service_crash", "service_restart", "service_restart", ("vps1",),
+             {"service_restart_unit": unit}, 1, 300, False, "service_up")
     d = decide(p, Policy(), state())
     assert d.verdict is Verdict.REFUSE
     assert "protected_units" in d.reasons[0] and unit in d.reasons[0]
@@ -189,7 +189,9 @@ def test_protected_units_are_refused_whatever_the_labels_say(unit: str) -> None:
 def test_ordinary_units_are_not_protected() -> None:
     for unit in ("nginx.service", "selfheal-demo.service", "postgresql@15-main.service"):
         p = Plan("service_crash", "service_restart", "service_restart", ("vps1",),
-                 {"unit": unit, "health_url": "http://10.0.0.1:8080/healthz"}, 1, 300, False,
+                 {"service_restart_unit": unit,
+                  "service_restart_health_url": "http://10.0.0.1:8080/healthz"},
+                 1, 300, False,
                  "service_up")
         assert decide(p, Policy(), state()).verdict is Verdict.RUN, unit
 
@@ -199,7 +201,7 @@ def test_protected_units_come_from_policy_yml() -> None:
 
     policy = parse_policy("protected_units: ['nginx*']\n")
     p = Plan("service_crash", "service_restart", "service_restart", ("vps1",),
-             {"unit": "nginx.service"}, 1, 300, False, "service_up")
+             {"service_restart_unit": "nginx.service"}, 1, 300, False, "service_up")
     assert decide(p, policy, state()).verdict is Verdict.REFUSE
     assert policy.protected_unit("sshd.service") is None  # the file's list replaces defaults
 

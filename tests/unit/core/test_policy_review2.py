@@ -17,7 +17,9 @@ def test_systemds_own_units_are_protected(unit: str) -> None:
     console; stopping user-runtime-dir@0 removes /run/user/0; a getty is the console way in
     when SSH is gone."""
     plan = Plan("service_crash", "service_restart", "service_restart", ("vps1",),
-                {"unit": unit, "health_url": "http://10.0.0.1:8080/healthz"}, 1, 300, False,
+                {"service_restart_unit": unit,
+                 "service_restart_health_url": "http://10.0.0.1:8080/healthz"},
+                1, 300, False,
                 "service_up")
     decision = decide(plan, Policy(), PolicyState(0.0, 10, 1, 0, ()))
     assert decision.verdict is Verdict.REFUSE, decision.reasons

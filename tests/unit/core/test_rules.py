@@ -92,8 +92,10 @@ def test_policy_mode_checked() -> None:
 
 def test_param_not_in_role_argument_spec(rules_copy: Path) -> None:
     path = rules_copy / "remediations.yml"
-    path.write_text(path.read_text().replace("      health_url:", "      healthz_url:"))
-    with pytest.raises(RulesError, match=r"\['healthz_url'\] are not options of role"):
+    path.write_text(path.read_text().replace("      service_restart_health_url:",
+                                             "      service_restart_healthz_url:"))
+    with pytest.raises(RulesError,
+                       match=r"\['service_restart_healthz_url'\] are not options of role"):
         load_rules(rules_copy, ROLES_DIR)
 
 
