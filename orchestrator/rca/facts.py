@@ -203,6 +203,12 @@ def parse_facts(results: Mapping[str, Any], error: str, now: float,
     """Masked, capped facts from the role's results (``collect``); hints from redacted lines."""
     if not results:
         return HostFacts("error", error or "the diagnose role returned nothing")
+    broken = sorted(task for task, res in results.items()
+                    if isinstance(res, Mapping) and res.get("module_stderr"))
+    if broken:  # the tasks never fail the play, so a host that cannot run modules shows here
+        first = mask.template(str(results[broken[0]]["module_stderr"]), 120)
+        error = "; ".join(filter(None, (error, f"Ansible modules did not run for {broken}: "
+                                                 f"{first}")))
     secrets = tuple(secrets)
     raw = {task: [mask.redact(line, secrets) for line in _stdout(results, task)]
            for task in TASKS}

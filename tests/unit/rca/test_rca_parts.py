@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from orchestrator.engine import _raised_by_analysis
 from orchestrator.models import Incident, IncidentState, Plan
 from orchestrator.rca import mask
 from orchestrator.rca.context import fit, fit_facts
 from orchestrator.rca.similar import document, similar
-from orchestrator.rca.timeline import host_query
+from orchestrator.rca.timeline import timeline
 from orchestrator.store.db import Store
 from tests.rca_replay import project_rules
 
@@ -55,10 +56,21 @@ def test_sections_are_cut_to_their_budget() -> None:
     assert len(json.dumps(cut)) <= 1000 and cut["hints"] == ["z"] and cut["status"] == "ok"
 
 
-def test_the_host_query_narrows_a_fleet_query_to_one_address() -> None:
-    signal = project_rules().faults.signals["cpu"]
-    query = host_query(signal, "127.0.14.2")
-    assert query.endswith('and on (instance) up{instance=~"127\\\\.0\\\\.14\\\\.2(:[0-9]+)?"}')
+def test_the_timeline_keeps_the_hosts_series_downsampled() -> None:
+    signal = project_rules().faults.signals["service_up"]
+    calls: list[tuple[str, str]] = []
+
+    def query_range(promql: str, start: float, end: float, step: str) -> list[dict[str, Any]]:
+        calls.append((promql, step))
+        return [{"metric": {"instance": "127.0.14.2:8080", "unit": "a.service"},
+                 "values": [[start + 300 * i, "1" if i < 3 else "0"] for i in range(5)]},
+                {"metric": {"instance": "127.0.14.3:8080", "unit": "$(id)"},
+                 "values": [[start, "1"]]}]
+
+    series, notes = timeline(query_range, [signal], "127.0.14.2", 10_000.0, 3600, 12)
+    assert calls == [(signal.promql, "300s")] and notes == ()
+    assert [(s.subject, s.values[:6]) for s in series] == [
+        ("unit=a.service", (1.0, 1.0, 1.0, 0.0, 0.0, None))]
 
 
 def test_similar_incidents_come_from_the_store_by_tfidf(tmp_path: Path) -> None:

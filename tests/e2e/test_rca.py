@@ -1,0 +1,81 @@
+"""End to end on the lab: the root-cause report of a real crash, through the read-only role.
+
+A crash of the demo service on one lab host; ``selfheal diagnose HOST --json --no-llm`` must
+report it from the rules with the host's real facts (the unit's journal says it was killed by
+SIGKILL), its metric timeline and an ``llm: off`` that says so; the other hosts are untouched
+(the role only reads). The host is restarted afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator import lab
+from orchestrator.config import load_settings
+from orchestrator.wiring import controller_for
+
+pytestmark = pytest.mark.e2e
+UNIT = "selfheal-demo.service"
+
+
+def started(host: str) -> str:
+    out = lab.ssh_run(host, ["systemctl", "show", "-p", "ExecMainStartTimestampMonotonic", UNIT])
+    return out.stdout.strip()
+
+
+def diagnose_json(host: str, *extra: str) -> tuple[int, dict[str, object]]:
+    settings_file = lab.lab_paths().settings_file
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "selfheal"), "--config", str(settings_file),
+         "diagnose", host, "--json", *extra], capture_output=True, text=True, timeout=300,
+        check=False)
+    assert done.stdout.strip(), done.stderr[-2000:]
+    return done.returncode, json.loads(done.stdout)
+
+
+def test_a_real_crash_is_explained_by_the_rules_with_the_hosts_facts(lab_fleet: None) -> None:
+    controller = controller_for(load_settings(lab.lab_paths().settings_file))
+    hosts = sorted(controller.inventory.hosts)
+    host, others = hosts[1], [h for h in hosts if h != hosts[1]]
+    before = {h: started(h) for h in others}
+    lab.inject("service_crash", host)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            verdict = next(v for v in controller.look()[0] if v.host == host)
+            if verdict.diagnoses:
+                break
+            time.sleep(0.5)
+        code, out = diagnose_json(host, "--no-llm")
+    finally:
+        lab.ssh_run(host, ["systemctl", "restart", UNIT])
+    assert code == 1  # a fault: a human (or the sweep) acts
+    report = out["rca"][0]  # type: ignore[index]
+    assert report["fault"] == "service_crash" and report["remediation"] == "service_restart"
+    assert report["params"]["unit"] == UNIT and report["risk_tier"] == 1
+    assert out["llm"]["status"] == "off"  # type: ignore[index]
+    assert out["llm"]["reason"].endswith("rules alone")  # type: ignore[index]
+    facts = out["context"]["facts"]  # type: ignore[index]
+    assert facts["status"] == "ok", facts["reason"]
+    assert any("killed by signal 9/KILL" in h for h in facts["hints"]), facts["hints"]
+    assert any("code=killed" in line for line in facts["unit_journal"])
+    assert facts["memory"]["total_mb"] > 0 and facts["disks"] and facts["top_cpu"]
+    assert any(s["signal"] == "service_up" for s in out["context"]["timeline"])  # type: ignore[index]
+    assert "killed by signal 9/KILL" in report["root_cause"]
+    assert {h: started(h) for h in others} == before  # read-only: nothing restarted elsewhere
+
+
+def test_a_healthy_host_reports_no_fault(lab_fleet: None) -> None:
+    controller = controller_for(load_settings(lab.lab_paths().settings_file))
+    host = sorted(controller.inventory.hosts)[-1]
+    code, out = diagnose_json(host)
+    report = out["rca"][0]  # type: ignore[index]
+    assert code == 0 and report["fault"] is None and report["remediation"] is None
+    assert out["llm"]["status"] == "off"  # type: ignore[index]
+    assert "no model configured" in out["llm"]["reason"]  # type: ignore[index]
