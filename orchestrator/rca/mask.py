@@ -53,7 +53,7 @@ _FIELDS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\b0x[0-9a-fA-F]+\b|\b[0-9a-fA-F]*\d[0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*\b"
                 r"(?=\W|$)"), "<hex>"),
     # a key=value whose value is not one plain word (code=killed stays; pid=42, x=/a/b do not)
-    (re.compile(r"(?<=[=:])(?=[^\s<>,;]*[^\sA-Za-z<>,;_-])[^\s<>,;]+"), "<value>"),
+    (re.compile(r"(?<=[=:])(?![=\s])(?=[^\s<>,;]*[^\sA-Za-z<>,;_-])[^\s<>,;]+"), "<value>"),
     (re.compile(r"(?<![\w<])[-+]?\d+(\.\d+)*([eE][-+]?\d+)?[a-zA-Z%]{0,3}\b"), "<num>"),
 )
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u200b-\u200f\u2028-\u202e\u2060-\u206f]")

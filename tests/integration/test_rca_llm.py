@@ -113,3 +113,30 @@ def test_no_model_or_no_llm_is_rules_alone_and_never_imports_litellm() -> None:
     done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
                           text=True, check=True)
     assert done.stdout.split() == ["off", "False"]
+
+
+def test_importing_litellm_and_calling_the_model_connects_only_to_api_base() -> None:
+    """Every socket connect and name lookup of a fresh process (litellm's import included) is
+    recorded by an audit hook: only the local model server is reached."""
+    import subprocess
+    import sys
+
+    code = """
+import json, os, sys
+seen = []
+sys.addaudithook(lambda e, a: seen.append(str(a[1] if e == "socket.connect" else a[0]))
+                 if e in ("socket.connect", "socket.getaddrinfo") else None)
+from tests.rca_replay import *
+os.environ[KEY_ENV] = KEY
+with replay_server() as server:
+    c = load_case(cases()[0])
+    server.replies.append(Reply(c.answer))
+    r = stage(project_rules(), server.settings()).explain(c.verdict, c.diagnosis, c.context)
+print(json.dumps([r.report.llm_status.value, sorted(set(seen))]))
+"""
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-W", "ignore", "-c", code], cwd=root,
+                          capture_output=True, text=True, check=True)
+    status, seen = __import__("json").loads(done.stdout.strip().splitlines()[-1])
+    assert status == "used"
+    assert seen and all(s.startswith(("127.0.0.1", "('127.0.0.1'")) for s in seen), seen
