@@ -20,7 +20,7 @@ import os
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,6 +56,7 @@ class Row:
     fix_ok: bool
     seconds: float
     llm: str
+    parts: str = ""  # where the time went (lab: timeline, facts, similar incidents)
 
 
 def score(name: str, path: str, report: Report, expected: dict[str, object],
@@ -129,11 +130,14 @@ def lab_rows() -> list[Row]:
             gathered = time.monotonic() - started
             name = f"lab:{fault}@{host}"
             report, took = run_case(plain, verdict, diagnosis, context)
-            rows.append(score(name, "rules", report, expected, gathered + took))
+            parts = " ".join(f"{k}={v:.1f}" for k, v in context.timings.items())
+            rows.append(replace(score(name, "rules", report, expected, gathered + took),
+                                parts=parts))
             answer = (CASES / folder / "answer.txt").read_text() if folder else '{"x": 1}'
             server.replies.append(Reply(answer))
             report, took = run_case(with_llm, verdict, diagnosis, context)
-            rows.append(score(name, "rules+llm", report, expected, gathered + took))
+            rows.append(replace(score(name, "rules+llm", report, expected, gathered + took),
+                                parts=f"{parts} llm={took:.2f}"))
             if fault in restore:
                 ssh_run(host, restore[fault], timeout=30.0)
     return rows
@@ -186,7 +190,7 @@ def main() -> None:
         return
     for r in rows:
         print(f"{r.case:40s} {r.path:10s} fault {'ok' if r.fault_ok else 'MISS':4s} "
-              f"fix {'ok' if r.fix_ok else 'MISS':4s} {r.seconds:6.2f}s llm {r.llm}")
+              f"fix {'ok' if r.fix_ok else 'MISS':4s} {r.seconds:6.2f}s llm {r.llm} {r.parts}")
     for path, s in result["summary"].items():
         print(f"{path}: {s}")
     print(f"importing litellm once per process: {imported:.2f} s (not in the rows)")
