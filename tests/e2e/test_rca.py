@@ -18,6 +18,7 @@ import pytest
 
 from orchestrator import lab
 from orchestrator.config import load_settings
+from orchestrator.drill import run_drill
 from orchestrator.wiring import controller_for
 
 pytestmark = pytest.mark.e2e
@@ -79,3 +80,26 @@ def test_a_healthy_host_reports_no_fault(lab_fleet: None) -> None:
     assert code == 0 and report["fault"] is None and report["remediation"] is None
     assert out["llm"]["status"] == "off"  # type: ignore[index]
     assert "no model configured" in out["llm"]["reason"]  # type: ignore[index]
+
+
+def test_the_sweep_heals_first_then_keeps_the_analysis(lab_fleet: None, tmp_path: Path) -> None:
+    """A crash healed by the loop; the incident then holds the rules' report and the context
+    (the analysis ran after the fix: the incident was resolved before it was explained)."""
+    base = load_settings(lab.lab_paths().settings_file)
+    settings = base.model_copy(update={"state": base.state.model_copy(
+        update={"dir": tmp_path / "state"})})
+    controller = controller_for(settings)
+    hosts = sorted(controller.inventory.hosts)
+    host = hosts[0]
+    before = {h: started(h) for h in hosts if h != host}
+    result = run_drill(controller, "service_crash", host, lambda f, h: lab.inject(f, h)
+                       .injected_at, timeout_s=150)
+    incident = next(i for i in controller.store.incidents() if i.host == host)
+    assert result.resolved_at is not None and incident.state.value == "resolved"
+    rca = incident.detail["rca"]
+    assert rca["fault"] == "service_crash" and rca["llm"]["status"] == "off"
+    assert incident.detail["rca_context"]["facts"]["status"] == "ok"
+    actions = [r.action for r in controller.store.audit_records()
+               if r.payload.get("incident") == incident.id]
+    assert actions.index("incident.resolved") < actions.index("incident.explained")
+    assert {h: started(h) for h in before} == before
