@@ -5,7 +5,8 @@ into ``Answer`` (pydantic; anything else is garbage: ``GarbageAnswer``). ``check
 answer that names a fault outside faults.yml or a remediation outside the catalog, gives
 parameters the entry does not have or values that do not fully match the catalog's patterns
 (shell, Jinja, a path out of bounds), or proposes a risk tier below the catalog's. ``merge``
-keeps the rules' fault and fix in the report: an answer that agrees adds its words and may raise
+keeps the rules' fault and fix in the report (the model's evidence only where it names an item of
+the gathered context, ``resolves``): an answer that agrees adds its words and may raise
 the tier; one that disagrees on the fault or the fix makes the incident need a human's approval
 (and, where the rules found no fault, its proposal is only shown).
 Nothing the model wrote is ever run; its text is shown as its own, redacted.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -138,14 +140,34 @@ def check(answer: Answer, report: Report, rules: Rules) -> Checked:
     return Checked(answer, not why, max(tiers) if tiers else None, "; ".join(why))
 
 
-def merge(report: Report, checked: Checked) -> Report:
+_REFERENCE = re.compile(r"^([a-z_]+)(?:\.([a-z_]+))?(?:\[(\d+)\])?")
+
+
+def resolves(reference: str, context: Mapping[str, Any]) -> bool:
+    """Whether ``reference`` ("timeline[0]", "facts.hints[1]", "similar[0]") names an item of
+    the gathered context."""
+    match = _REFERENCE.match(reference.strip())
+    if not match:
+        return False
+    section, key, index = match.groups()
+    found: Any = context.get(section)
+    if key is not None:
+        found = found.get(key) if isinstance(found, Mapping) else None
+    if index is not None:
+        return isinstance(found, list) and int(index) < len(found)
+    return found not in (None, [], {})
+
+
+def merge(report: Report, checked: Checked, context: Mapping[str, Any] | None = None) -> Report:
     """The rules' report with the model's checked answer: its words, a raised tier, and a
     human's approval when it disagrees. The report's fault, fix and parameters stay the rules';
     the model's own choice is kept in ``model`` for people to read, never run on its own."""
     answer = checked.answer
+    cited = [_words(e, 200) for e in answer.evidence[:12]]
+    known = [e for e in cited if context is None or resolves(e, context)]
     words = {"summary": _words(answer.summary), "root_cause": _words(answer.root_cause),
              "prevention": _words(answer.prevention), "confidence": answer.confidence,
-             "evidence": [_words(e, 200) for e in answer.evidence[:12]],
+             "evidence": known, "evidence_unresolved": len(cited) - len(known),
              "fault": answer.fault, "remediation": answer.remediation,
              "parameters": dict(answer.parameters), "risk_tier": answer.risk_tier}
     if checked.agrees:

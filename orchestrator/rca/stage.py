@@ -114,8 +114,9 @@ class RcaStage:
             return Explanation(context, replace(report, llm_reason=why))
         started = time.monotonic()
         raw: str | None = None
+        data = context.as_data()
         try:
-            prompt = llm.messages(context.as_data(), report, self.rules, self.secrets)
+            prompt = llm.messages(data, report, self.rules, self.secrets)
             raw = llm.complete(self.llm, prompt, self.completion)
             checked = bind.check(bind.parse(raw), report, self.rules)
         except llm.LlmError as exc:
@@ -130,7 +131,7 @@ class RcaStage:
             log.warning("model answer rejected", extra={"host": verdict.host,
                                                         "reason": str(exc)[:300]})
         else:
-            report = bind.merge(report, checked)
+            report = bind.merge(report, checked, data)
         kept = mask.redact(raw, self.secrets)[:RAW_MAX] if raw is not None else None
         return Explanation(context, report, kept, time.monotonic() - started)
 
