@@ -137,8 +137,10 @@ class Controller:
     exclusive: Callable[[], AbstractContextManager[None]] = nullcontext
     # root-cause analysis of each NEW incident (rca.stage.RcaStage.for_incident): run after the
     # sweep's fixes, so it never delays one, in threads cut off at explain_deadline_s; what it
-    # returns is kept in the incident's detail
-    explain: Callable[[Incident, HostVerdict, Diagnosis], Mapping[str, Any]] | None = None
+    # returns is kept in the incident's detail, and what it passed to its last argument (the
+    # rules' report, before the model is asked) is kept when it runs out of time
+    explain: Callable[[Incident, HostVerdict, Diagnosis, Callable[[Mapping[str, Any]], None]],
+                      Mapping[str, Any]] | None = None
     explain_deadline_s: float = 40.0
     _running: int = field(default=0, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
@@ -222,19 +224,25 @@ class Controller:
         deadline = time.monotonic() + self.explain_deadline_s
         pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rca")
         jobs = {}
+        partial: dict[int, Mapping[str, Any]] = {}
         for incident_id, verdict, diagnosis in fresh:
             incident = self.store.get(incident_id)
             if incident is not None and incident.fault == diagnosis.fault and (
                     "rca" not in incident.detail):
-                jobs[incident_id] = pool.submit(explain, incident, verdict, diagnosis)
+                jobs[incident_id] = pool.submit(explain, incident, verdict, diagnosis,
+                                                _keeper(partial, incident_id))
         try:
             for incident_id, job in jobs.items():
                 try:
                     found = dict(job.result(timeout=max(0.0, deadline - time.monotonic())))
                 except FutureTimeout:
-                    found = {"rca": {"llm": {"status": "error", "reason": (
+                    found = dict(partial.get(incident_id) or {})
+                    report = dict(found.get("rca") or {})
+                    report["llm"] = {"status": "error", "reason": (
                         f"the analysis passed its {self.explain_deadline_s:g} s deadline in the "
-                        "sweep; `selfheal diagnose HOST` runs it without one")}}}
+                        "sweep" + (": the rules' report stands alone" if report else "")
+                        + "; `selfheal diagnose HOST` runs it without one")}
+                    found["rca"] = report
                 except Exception as exc:  # an advisory stage: never stop the sweep
                     log.exception("root-cause analysis failed", extra={"incident": incident_id})
                     found = {"rca": {"llm": {"status": "error",
@@ -666,6 +674,14 @@ class Controller:
                       incident.detected_at, incident.remediation_started_at,
                       incident.remediation_finished_at, incident.resolved_at,
                       subject=incident.subject)
+
+
+def _keeper(store: dict[int, Mapping[str, Any]], key: int
+            ) -> Callable[[Mapping[str, Any]], None]:
+    """A callback that keeps an analysis's latest partial result under ``key``."""
+    def keep(found: Mapping[str, Any]) -> None:
+        store[key] = found
+    return keep
 
 
 def _raised_by_analysis(plan: Plan, incident: Incident | None) -> Plan:

@@ -104,14 +104,18 @@ class RcaStage:
             timeline=series, facts=found, similar=close, timings=timings)
 
     def explain(self, verdict: HostVerdict, diagnosis: Diagnosis | None = None,
-                context: Context | None = None, use_llm: bool = True) -> Explanation:
-        """The rules' report, then the model's checked answer when one is configured."""
+                context: Context | None = None, use_llm: bool = True,
+                keep: Callable[[Mapping[str, Any]], None] | None = None) -> Explanation:
+        """The rules' report, then the model's checked answer when one is configured.
+        ``keep`` is given the rules' report (as incident detail) before the model is asked."""
         context = context or self.gather(verdict, diagnosis)
         report = rules_report(context, diagnosis, self.rules)
         if self.llm.model is None or not use_llm:
             why = ("--no-llm: rules alone" if self.llm.model is not None
                    else "no model configured (llm.model): rules alone")
             return Explanation(context, replace(report, llm_reason=why))
+        if keep is not None:
+            keep(Explanation(context, report).detail())
         started = time.monotonic()
         raw: str | None = None
         data = context.as_data()
@@ -135,11 +139,13 @@ class RcaStage:
         kept = mask.redact(raw, self.secrets)[:RAW_MAX] if raw is not None else None
         return Explanation(context, report, kept, time.monotonic() - started)
 
-    def for_incident(self, incident: Incident, verdict: HostVerdict,
-                     diagnosis: Diagnosis) -> Mapping[str, Any]:
-        """The Controller's hook: what a new incident keeps (report, context, raw answer)."""
+    def for_incident(self, incident: Incident, verdict: HostVerdict, diagnosis: Diagnosis,
+                     keep: Callable[[Mapping[str, Any]], None] | None = None
+                     ) -> Mapping[str, Any]:
+        """The Controller's hook: what a new incident keeps (report, context, raw answer);
+        ``keep`` gets the rules' report first, in case the model runs out of time."""
         context = self.gather(verdict, diagnosis, exclude=incident.id)
-        return self.explain(verdict, diagnosis, context).detail()
+        return self.explain(verdict, diagnosis, context, keep=keep).detail()
 
     def _signals(self, verdict: HostVerdict) -> list[Any]:
         signals = self.rules.faults.signals
