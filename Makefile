@@ -17,6 +17,7 @@ UV_COMPILE := $(UV) pip compile --quiet --generate-hashes --python-version 3.11 
 BUILD_REQUIRES := $(PYTHON) -c 'import tomllib; \
 	print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")'
 APT_PACKAGES := debootstrap systemd-container prometheus prometheus-alertmanager iproute2 \
+	prometheus-blackbox-exporter openssl \
 	openssh-client openssh-server sqlite3
 
 .PHONY: demo test deps venv lock lint clean-lab

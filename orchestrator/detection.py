@@ -123,7 +123,7 @@ class AnomalyWatch:
         self.settings = settings
         # which hosts must have each signal (signals.yml applies_to): a missing sample elsewhere
         # is "not exported here", not unknown
-        catalog = load_signals(settings.rules.dir)
+        catalog = load_signals(settings.rules.dir)  # read once, for this and the rules below
         self.required = {
             name: {h for h in set(hosts_by_address.values())
                    if catalog[name].required_on((groups or {}).get(h, ()))}
@@ -132,7 +132,7 @@ class AnomalyWatch:
         self.hosts_by_address = dict(hosts_by_address)
         self.clock = clock
         self.max_state_age_s = max_state_age_s
-        self.rules = load_detection_rules(settings)
+        self.rules = load_detection(settings.rules.dir, catalog)
         self.hosts = tuple(sorted(set(self.hosts_by_address.values())))
         address_of: dict[str, str] = {}
         for address, host in sorted(self.hosts_by_address.items()):

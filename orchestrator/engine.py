@@ -404,8 +404,8 @@ class Controller:
         now = self.clock()
         dry_run = view.dry_run
         existing = view.active.get((d.host, d.fault, d.subject))
-        kin = self._kin(d, view)
-        if existing is None and kin is not None and kin.state not in (S.SUPPRESSED, S.HELD):
+        kin = self._kin(d, view) if existing is None else None
+        if kin is not None and kin.state not in (S.SUPPRESSED, S.HELD):
             return self._open_action(kin)  # the same symptom is already in hand as another fault
         if existing is not None:
             if existing.state is S.SUPPRESSED:
@@ -611,7 +611,10 @@ class Controller:
             return self._finish(incident, plan, S.ESCALATED, outcome,
                                 f"the run touched hosts the plan did not name "
                                 f"{list(outcome.extra_hosts)}; escalated, look at them")
-        healthy = self._verify(plan, host, outcome)
+        # a failed play is looked at once (it may have fixed the fault before failing), not
+        # waited on for the whole verify window: its rollback should start now
+        healthy = self._verify(plan, host, outcome,
+                               once=outcome.status is not OutcomeStatus.SUCCEEDED)
         if outcome.status is OutcomeStatus.SUCCEEDED and healthy:
             return self._finish(incident, plan, S.RESOLVED, outcome,
                                 f"{plan.verify_signal} healthy on a fresh sample")
@@ -642,13 +645,14 @@ class Controller:
         self.store.finish_run(run_id, host, plan.remediation, phase, outcome, incident_id)
         return outcome
 
-    def _verify(self, plan: Plan, host: str, outcome: Outcome) -> bool:
-        """Wait for the verify signal to be healthy on a sample taken after the play ended."""
+    def _verify(self, plan: Plan, host: str, outcome: Outcome, once: bool = False) -> bool:
+        """Wait for the verify signal to be healthy on a sample taken after the play ended
+        (``once``: look at one fresh sample, do not wait out the verify window)."""
         entry = self.rules.catalog.get(plan.remediation)
         timeout = entry.verify.timeout_s if entry else 30.0
         signal = self.rules.faults.signals[plan.verify_signal]
         address = self.inventory.hosts[host].prometheus_host
-        deadline = self.clock() + timeout
+        deadline = self.clock() + (min(timeout, 2.0) if once else timeout)
         while self.clock() < deadline:
             try:
                 obs = self.source.observe([signal], {address: host}, self.clock())

@@ -166,12 +166,21 @@ def _live_labels(controller: Controller, host: str, remediation: str,
         return {}
     if error is not None:
         return {}
+    entry = controller.rules.catalog.get(remediation)
     for verdict in verdicts:
         if verdict.host != host or verdict.health is not Health.FIRING:
             continue
         for diagnosis in verdict.diagnoses:
             labels = diagnosis.labels
             if remediation in diagnosis.remediations and all(
+                    labels.get(k) == v for k, v in wanted.items() if k in labels):
+                return dict(labels)
+        # a fix chosen by hand for a fault a more specific one superseded (a restart where the
+        # rules chose a rollback): the firing series of the signal the entry verifies
+        verify = entry.verify.signal if entry is not None else ""
+        for found in verdict.findings.get(verify, ()):
+            labels = found.labels
+            if found.health is Health.FIRING and all(
                     labels.get(k) == v for k, v in wanted.items() if k in labels):
                 return dict(labels)
     return {}

@@ -42,6 +42,7 @@ WHAT_TO_DO = {
 _SCHEME = re.compile(r"^([a-z][a-z0-9+.-]{0,31})://", re.IGNORECASE)
 _USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
 MAX_REASONS = 1000
+MAX_SUBJECT = 200  # a subject is label text: kept short in a page
 PATIENCE = 3  # a send the caller stopped waiting for may take this many timeouts to finish
 
 
@@ -65,11 +66,15 @@ class Delivery:
 def incident_message(incident: Incident, note: str) -> tuple[str, str]:
     """Title and body for an incident that needs a human; no parameters, no secrets."""
     state = _state(incident)
-    title = f"selfheal: {incident.fault} on {incident.host} is {state}"
+    # which unit or mount point, from labels: two units down on one host are two pages
+    subject = incident.subject[:MAX_SUBJECT]
+    title = (f"selfheal: {incident.fault}{f' ({subject})' if subject else ''} on "
+             f"{incident.host} is {state}")
     reasons = _USERINFO.sub(r"\1***@", note or "-")[:MAX_REASONS]
     lines = [
         f"host: {incident.host}",
         f"fault: {incident.fault}",
+        *([f"subject: {subject}"] if subject else []),
         f"state: {state}",
         f"remediation: {incident.remediation or '-'}",
         f"reasons: {reasons}",

@@ -59,10 +59,13 @@ def load_signals(rules_dir: Path) -> Mapping[str, Signal]:
     return parse_signals(_read(path), str(path))
 
 
-def load_detection(rules_dir: Path) -> DetectionRules:
-    """``detection.yml`` over the signal catalog; errors name the file, line and fix."""
+def load_detection(rules_dir: Path, catalog: Mapping[str, Signal] | None = None
+                   ) -> DetectionRules:
+    """``detection.yml`` over the signal catalog (read from ``rules_dir`` unless the caller
+    already has it); errors name the file, line and fix."""
     path = rules_dir / "detection.yml"
-    return parse_detection(_read(path), str(path), load_signals(rules_dir))
+    return parse_detection(_read(path), str(path),
+                           catalog if catalog is not None else load_signals(rules_dir))
 
 
 def load_rules(rules_dir: Path, roles_dir: Path) -> Rules:

@@ -1,4 +1,4 @@
-"""``selfheal lab up|status|inject|down``: the lab fleet from the command line. No logic here.
+"""``selfheal lab up|status|inject|clear|down``: the lab fleet from the command line. No logic here.
 
 Parses, calls ``orchestrator.lab``, prints (rich for humans, one JSON object with ``--json``).
 Exit codes: 0 ok, 1 something in the lab is broken (status), 2 error (bad input, failed start).
@@ -113,6 +113,21 @@ def inject(
             f"injected {injection.fault} into {injection.host} at {injection.injected_at:.3f}",
             highlight=False,
         )
+
+
+@app.command()
+@handle_errors
+def clear(
+    fault: str = typer.Argument(..., help=f"one of: {', '.join(sorted(lab.FAULTS))}"),
+    host: str = typer.Argument(..., help="lab host name, e.g. vps1"),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Undo FAULT on HOST (e.g. disk_full vps3); clearing a fault that is not there is fine."""
+    lab.clear(fault, host)
+    if json_output:
+        emit_json({"fault": fault, "host": host, "cleared": True})
+    else:
+        console.print(f"cleared {fault} on {host}", highlight=False)
 
 
 @app.command()

@@ -33,22 +33,19 @@ class HostVerdict:
     signals: Mapping[str, Health] = field(default_factory=dict)
     findings: Mapping[str, tuple[Finding, ...]] = field(default_factory=dict)
 
-    def cleared(self, fault: Fault, subject: str = "", rules: FaultRules | None = None) -> bool:
-        """The fault's lead signal is known and healthy for ``subject`` (unknown is not cleared).
+    def cleared(self, fault: Fault, subject: str, rules: FaultRules) -> bool:
+        """The fault's lead signal is known and healthy for ``subject`` (unknown is not cleared;
+        ``""``: every series of the host).
 
         A subject whose series is gone while the host still reports the signal (the rogue
         process ended, the unit was removed) is cleared too.
         """
         found = self.findings.get(fault.lead, ())
-        if not found and fault.lead in self.signals:  # verdict built without findings
-            return self.signals[fault.lead] is Health.HEALTHY
         if not found or any(f.health is Health.UNKNOWN for f in found):
             return False
-        if rules is None or not subject:
-            return all(f.health is Health.HEALTHY for f in found)
         lead = rules.signals[fault.lead]
         return all(f.health is Health.HEALTHY for f in found
-                   if lead.subject_of(f.labels) == subject)
+                   if not subject or lead.subject_of(f.labels) == subject)
 
 
 def _state(found: Iterable[Finding]) -> Health:
@@ -143,6 +140,7 @@ def diagnose(findings: Iterable[Finding], rules: FaultRules, hosts: Iterable[str
     hosts = sorted(set(hosts))
     groups = groups or {}
     table = _concerning(findings, rules, set(hosts), groups)
+    used = rules.used_signals
     verdicts = []
     for host in hosts:
         signals = table.get(host, {})
@@ -154,7 +152,6 @@ def diagnose(findings: Iterable[Finding], rules: FaultRules, hosts: Iterable[str
             if note:
                 notes.append(note)
         diagnoses = _most_specific(diagnoses, rules)
-        used = rules.used_signals
         states = {s: _state(signals[s]) for s in used if s in signals}
         missing = sorted(s for s in used if s not in signals
                          and rules.signals[s].required_on(groups.get(host, ())))

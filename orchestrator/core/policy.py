@@ -132,16 +132,18 @@ class Policy(_Rule):
 
     def protected_unit(self, value: str) -> str | None:
         """The protected_units pattern ``value`` (a unit name, ``.service`` optional) matches."""
-        names = (value,) if "." in value else (value, f"{value}.service")
-        for pattern in self.protected_units:
-            if any(fnmatch.fnmatchcase(n, pattern) for n in names):
-                return pattern
-        return None
+        return _matching(value, self.protected_units)
 
     def restartable(self, unit: str) -> bool:
         """Whether ``unit`` (``.service`` optional) is on the restart_units allow-list."""
-        names = (unit,) if "." in unit else (unit, f"{unit}.service")
-        return any(fnmatch.fnmatchcase(n, p) for p in self.restart_units for n in names)
+        return _matching(unit, self.restart_units) is not None
+
+
+def _matching(unit: str, patterns: Sequence[str]) -> str | None:
+    """The first of ``patterns`` that ``unit`` matches; a name without a suffix is also tried
+    as ``NAME.service``, as systemctl reads it."""
+    names = (unit,) if "." in unit else (unit, f"{unit}.service")
+    return next((p for p in patterns if any(fnmatch.fnmatchcase(n, p) for n in names)), None)
 
 
 def parse_policy(text: str, filename: str = "policy.yml") -> Policy:

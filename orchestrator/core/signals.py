@@ -86,10 +86,6 @@ class Signal(_Rule):
             return bool(set(self.applies_to.groups) & set(groups))
         return False
 
-    def concerns(self, groups: Iterable[str], exported: bool) -> bool:
-        """Whether the signal says anything about a host of ``groups`` (that ``exported`` it)."""
-        return exported or self.required_on(groups)
-
     def subject_of(self, labels: Mapping[str, str]) -> str:
         """The series' subject as ``label=value`` pairs ("" for a host-wide signal)."""
         return ",".join(f"{k}={labels.get(k, '')}" for k in self.subject)

@@ -8,17 +8,20 @@ surface is small:
     down(progress=None) -> None                  stop everything, remove what the lab wrote
     lab_is_up() -> bool                          status().healthy
     inject(fault, host) -> Injection             inject a fault from ``FAULTS`` into one host
+    clear(fault, host) -> None                   undo that fault on that host
     ssh_run(host, command) -> CompletedProcess   run a command as root on a host (pinned host key)
     lab_paths() -> LabPaths                      where the image, runtime state and files live
 
 Modules, one job each: ``paths`` (where), ``image`` (build/cache the root), ``hostconfig``
 (per-host files and keys), ``procs`` (background processes), ``probe`` (ssh/http checks),
 ``prometheus`` (controller-side Prometheus), ``generated`` (inventory and selfheal.yml),
-``state`` (records and state.json), ``faults`` (fault injection), ``cgroups`` (one cgroup tree
-per host), ``restarts`` (kill -9 + restart fidelity check), ``fleet`` (up/status/down).
+``state`` (records and state.json), ``faults`` (fault injection and clearing), ``cgroups`` (one
+cgroup tree per host), ``restarts`` (kill -9 + restart fidelity check), ``fleet``
+(up/status/down), ``ca`` (the lab's certificate authority), ``services_web`` (nginx on the web
+hosts) and ``services_blackbox`` (the controller-side blackbox exporter).
 """
 
-from orchestrator.lab.faults import FAULTS, inject
+from orchestrator.lab.faults import FAULTS, clear, inject
 from orchestrator.lab.fleet import down, lab_is_up, status, up
 from orchestrator.lab.paths import LabPaths, lab_paths
 from orchestrator.lab.probe import ssh_run
@@ -31,6 +34,7 @@ __all__ = [
     "LabPaths",
     "LabState",
     "LabStatus",
+    "clear",
     "down",
     "inject",
     "lab_is_up",

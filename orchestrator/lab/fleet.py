@@ -22,7 +22,19 @@ from dataclasses import replace
 from pathlib import Path
 
 from orchestrator.errors import ConfigError, PermanentError
-from orchestrator.lab import cgroups, generated, hostconfig, image, layout, procs, prometheus
+from orchestrator.lab import (
+    cgroups,
+    generated,
+    hostconfig,
+    image,
+    layout,
+    procs,
+    prometheus,
+    services_blackbox,
+    services_postgres,
+    services_process,
+    services_web,
+)
 from orchestrator.lab.paths import (
     DEMO_PORT,
     HOST_PREFIX,
@@ -167,6 +179,7 @@ def up(hosts: int = 3, progress: ProgressFn | None = None) -> LabState:
             started_at=old.started_at if old and already else time.time(),
         )
         save_state(paths, state)  # before waiting: a crash from here on is still cleaned by down
+        services_blackbox.start(paths)
         state = replace(state, prometheus_pid=prometheus.start(paths))
         save_state(paths, state)
         generated.write_inventory(paths, addresses)
@@ -183,8 +196,11 @@ def _host_checks(paths: LabPaths, host: HostRecord) -> dict[str, bool]:
     return {
         "ssh": ssh_ok(paths, host.name),
         "node_exporter": http_ok(f"http://{host.address}:{NODE_EXPORTER_PORT}/metrics"),
+        "process_exporter": services_process.healthy(host.address),
         **({"demo_app": http_ok(f"http://{host.address}:{DEMO_PORT}/healthz")}
            if layout.runs(host.name, layout.APP) else {}),
+        **services_postgres.checks(host.name, host.address),
+        **services_web.checks(host.name, host.address),
     }
 
 
@@ -308,6 +324,7 @@ def down(progress: ProgressFn | None = None) -> None:
         cgroups.remove()
         report(progress, "stopping Prometheus")
         prometheus.stop(paths, state.prometheus_pid if state else None)
+        services_blackbox.stop(paths)
         _remove_leftovers(paths)
         generated.remove(paths)
     shutil.rmtree(paths.lab_dir, ignore_errors=True)

@@ -24,6 +24,9 @@ HEADER = "# written by selfheal lab up"
 def write_inventory(paths: LabPaths, hosts: Mapping[str, str]) -> None:
     """Write the lab inventory: group ``lab`` with every host of ``hosts`` (name -> address).
 
+    Ansible logs in as root and becomes another user (``postgres``) with ``su``: the lab image
+    has no sudo.
+
     Its children are one group per service role of ``layout`` (web, db, app, plain), each with
     the hosts that run it, as a team's own inventory would group them.
     """
@@ -37,6 +40,7 @@ def write_inventory(paths: LabPaths, hosts: Mapping[str, str]) -> None:
                     "ansible_ssh_private_key_file": str(paths.client_key),
                     "ansible_ssh_common_args": ssh_args,
                     "ansible_python_interpreter": "/usr/bin/python3",
+                    "ansible_become_method": "su",  # root becomes e.g. postgres; no sudo here
                     "selfheal_prometheus_host": address,
                 }
                 for name, address in hosts.items()

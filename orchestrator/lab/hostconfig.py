@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 from orchestrator.errors import PermanentError
+from orchestrator.lab import services_postgres, services_process, services_web
 from orchestrator.lab.layout import MARKER_DIR, host_groups
 from orchestrator.lab.paths import DEMO_PORT, FILES_DIR, NODE_EXPORTER_PORT, LabPaths
 
@@ -53,6 +54,10 @@ def write_host_files(paths: LabPaths, name: str, address: str) -> list[str]:
         ),
         "selfheal-demo": f"LISTEN={address}:{DEMO_PORT}\n",
     }
+    # lab services' own files: name -> (text, where the host sees it)
+    services = {file_name: spec for service in (services_postgres, services_process)
+                for file_name, spec in service.host_files(address).items()}
+    files.update({file_name: text for file_name, (text, _) in services.items()})
     for file_name, text in files.items():
         (host_dir / file_name).write_text(text, encoding="utf-8")
     markers = host_dir / "roles"
@@ -69,8 +74,10 @@ def write_host_files(paths: LabPaths, name: str, address: str) -> list[str]:
         host_dir / "selfheal-demo": "/etc/default/selfheal-demo",
         paths.client_key.with_suffix(".pub"): "/root/.ssh/authorized_keys",
         markers: MARKER_DIR,
+        **{host_dir / file_name: target for file_name, (_, target) in services.items()},
     }
-    return [f"--bind-ro={source}:{target}" for source, target in binds.items()]
+    return [f"--bind-ro={source}:{target}" for source, target in binds.items()] + (
+        services_web.host_files(paths, name, address))
 
 
 def write_known_hosts(paths: LabPaths, hosts: dict[str, str]) -> Path:

@@ -21,6 +21,12 @@ import time
 from pathlib import Path
 
 from orchestrator.errors import ConfigError, PermanentError
+from orchestrator.lab import (
+    demo_releases,
+    services_postgres,
+    services_process,
+    services_web,
+)
 from orchestrator.lab.paths import FILES_DIR, LabPaths
 from orchestrator.lab.progress import ProgressFn, report
 
@@ -40,6 +46,9 @@ PACKAGES = (
     "ca-certificates",
     "procps",
     "util-linux",
+    *services_postgres.PACKAGES,
+    *services_web.PACKAGES,
+    *services_process.PACKAGES,
 )
 # Units that would bind every address, poll hardware or slow the boot of a throw-away host.
 MASKED_UNITS = (
@@ -54,6 +63,8 @@ MASKED_UNITS = (
     "console-getty.service",
     "ssh.socket",
 )
+# Lab services with their own packages and image customisation (orchestrator/lab/services_*.py).
+SERVICES = (services_postgres, services_process, services_web)
 # Bump when the customisation below changes in a way the version hash cannot see.
 RECIPE = 1
 MARKER = "etc/selfheal-lab-image.json"
@@ -86,9 +97,12 @@ def _deb822_fields(stanza: str) -> dict[str, str]:
 
 
 def image_version() -> str:
-    """A hash of everything that goes into the image: suite, packages, lab files, recipe."""
+    """A hash of everything that goes into the image: suite, packages, lab files, recipe, and
+    the source of each lab service module (their ``customise`` writes into the image)."""
     digest = hashlib.sha256()
     digest.update(json.dumps([SUITE, PACKAGES, MASKED_UNITS, RECIPE]).encode())
+    for module in (*SERVICES, demo_releases):
+        digest.update(Path(module.__file__ or "").read_bytes())
     for path in sorted(FILES_DIR.iterdir()):
         if path.is_file():
             digest.update(path.name.encode())
@@ -188,8 +202,9 @@ def _customise(root: Path) -> None:
     (root / "etc/hostname").unlink(missing_ok=True)
     for key in (root / "etc/ssh").glob("ssh_host_*"):
         key.unlink()
-    shutil.copyfile(FILES_DIR / "selfheal_demo.py", root / "usr/local/bin/selfheal_demo.py")
-    (root / "usr/local/bin/selfheal_demo.py").chmod(0o755)
+    shutil.copyfile(FILES_DIR / "selfheal_lab_fill.py", root / "usr/local/bin/selfheal_lab_fill.py")
+    (root / "usr/local/bin/selfheal_lab_fill.py").chmod(0o755)  # the fault injector
+    demo_releases.customise(root)
     shutil.copyfile(
         FILES_DIR / "selfheal-demo.service", root / "etc/systemd/system/selfheal-demo.service"
     )
@@ -208,10 +223,13 @@ def _customise(root: Path) -> None:
         "etc/ssh/ssh_host_ed25519_key",
         "etc/ssh/ssh_host_ed25519_key.pub",
         "etc/default/selfheal-demo",
+        services_process.DEFAULTS_PATH.lstrip("/"),
     ):
         (root / point).touch()
     (root / "etc/selfheal-lab").mkdir(exist_ok=True)
     (root / "srv").mkdir(exist_ok=True)
+    for service in SERVICES:
+        service.customise(root)
 
 
 def _symlink(target: str, link: Path) -> None:

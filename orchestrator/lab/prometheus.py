@@ -3,8 +3,10 @@
 Called by ``fleet`` (``up`` starts it after the hosts, ``status`` and ``down`` check and stop it)
 and by tests that query it (``query``). It runs the machine's own ``/usr/bin/prometheus`` on
 127.0.0.1:19090 with a 1 s scrape and evaluation interval, data under ``<lab>/prometheus``.
-Jobs: ``node`` (node_exporter on every host) and ``demo`` (the demo app, with the static label
-``unit: selfheal-demo.service``).
+Jobs: ``node`` (node_exporter on every host), ``demo`` (the demo app, with the static label
+``unit: selfheal-demo.service``), ``process`` (process-exporter on every host), ``postgres`` (the
+exporter on db hosts) and ``tls`` (web hosts' certificates through the blackbox exporter,
+``services_blackbox``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 import yaml
 
 from orchestrator.errors import PermanentError, SourceUnavailable
-from orchestrator.lab import procs
+from orchestrator.lab import procs, services_blackbox, services_postgres, services_process
 from orchestrator.lab.layout import APP, runs
 from orchestrator.lab.paths import (
     DEMO_PORT,
@@ -64,6 +66,9 @@ def write_config(paths: LabPaths, addresses: Mapping[str, str]) -> None:
                     },
                 ],
             },
+            services_postgres.scrape_job(addresses),
+            *services_blackbox.scrape_jobs(addresses),
+            services_process.scrape_job(list(addresses.values())),
         ],
     }
     paths.prometheus_dir.mkdir(parents=True, exist_ok=True)

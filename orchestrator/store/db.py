@@ -334,18 +334,17 @@ class Store:
 
     def history(self, since: float) -> list[PastRun]:
         with self.engine.connect() as conn:
-            rows = list(conn.execute(select(schema.runs).where(
-                schema.runs.c.started_at >= since, schema.runs.c.check_mode.is_(False),
-                schema.runs.c.phase == "remediate")))
-            ids = {r.incident_id for r in rows if r.incident_id is not None}
-            subjects = {i.id: str((i.detail or {}).get("subject", "")) for i in conn.execute(
-                select(schema.incidents.c.id, schema.incidents.c.detail).where(
-                    schema.incidents.c.id.in_(ids)))} if ids else {}
+            runs, incidents = schema.runs, schema.incidents
+            rows = conn.execute(
+                select(runs, incidents.c.detail)  # the incident's subject: cooldowns per subject
+                .outerjoin(incidents, incidents.c.id == runs.c.incident_id)
+                .where(runs.c.started_at >= since, runs.c.check_mode.is_(False),
+                       runs.c.phase == "remediate"))
             # a run still marked started either runs now or its controller died: its outcome is
             # unknown, so it counts against the breaker (never as a success)
             return [PastRun(r.host, r.remediation, r.started_at,
                             r.status != OutcomeStatus.SUCCEEDED.value,
-                            subjects.get(r.incident_id, "")) for r in rows]
+                            str((r.detail or {}).get("subject", ""))) for r in rows]
 
     def mark_failed_verification(self, incident_id: int) -> None:
         """A run whose play succeeded but whose fix did not hold counts for the breaker."""

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator import lab
-from orchestrator.lab import cgroups, procs, prometheus
+from orchestrator.lab import cgroups, layout, procs, prometheus
 from orchestrator.lab.paths import DEMO_PORT, DEMO_UNIT
 from orchestrator.lab.restarts import crash_and_restart
 
@@ -63,6 +63,7 @@ def test_status_json_reports_every_host_healthy(fleet: lab.LabState) -> None:
         assert host["running"] and all(host["checks"].values())
         assert {"ssh", "node_exporter"} <= set(host["checks"])
         assert ("demo_app" in host["checks"]) == ("app" in host["groups"])
+        assert ("postgres" in host["checks"]) == ("db" in host["groups"])  # pg_up 1 there
 
 
 def test_bad_input_names_the_choices(fleet: lab.LabState) -> None:
@@ -85,7 +86,8 @@ def test_service_crash_fails_only_the_victim(fleet: lab.LabState) -> None:
         assert injection.host == VICTIM and before <= injection.injected_at <= time.time()
         for host in fleet.hosts:
             state = lab.ssh_run(host.name, ["systemctl", "is-active", DEMO_UNIT]).stdout.strip()
-            assert state == ("failed" if host.name == VICTIM else "active"), host.name
+            others = "active" if layout.runs(host.name, layout.APP) else "inactive"  # plain
+            assert state == ("failed" if host.name == VICTIM else others), host.name
         victim = f"{fleet.host(VICTIM).address}:{DEMO_PORT}"
         assert procs.wait_until(lambda: _demo_down_instances() == {victim}, 15.0)
         recorded = json.loads(lab.lab_paths().state_file.read_text())["injections"]

@@ -27,8 +27,7 @@ def config(tmp_path: Path, prometheus: RealPrometheus, policy: str, tier: int = 
     rules = tmp_path / "rules"
     rules.mkdir()
     catalog = (PROJECT_ROOT / "rules" / "remediations.yml").read_text()
-    (rules / "remediations.yml").write_text(catalog.replace("risk_tier: 1",
-                                                            f"risk_tier: {tier}"))
+    (rules / "remediations.yml").write_text(catalog.replace("risk_tier: 1", f"risk_tier: {tier}"))
     write_fault_rules(rules, FAULTS)
     (rules / "policy.yml").write_text(policy)
     (tmp_path / "hosts.ini").write_text("\n".join(

@@ -32,9 +32,9 @@ from tests.integration.test_engine_guardrails import FakeResult
 
 KEY = b"k" * 32
 pytestmark = pytest.mark.integration
-NET = "127.0.7"  # this module's hosts
+NET = "127.0.16"  # this module's hosts (unused by any other module)
 HOSTS = {"web1": 1, "db1": 2, "plain1": 3}
-SERIES = 'selfheal_test_service_up{instance=~"127\\\\.0\\\\.7\\\\..*"'
+SERIES = 'selfheal_test_service_up{instance=~"127\\\\.0\\\\.16\\\\..*"'
 
 FAULTS = f"""
 signals:
@@ -249,3 +249,34 @@ def test_unknown_hosts_over_their_own_limit_hold_every_fix(
     (action,) = controller.sweep().actions
     assert action.state == S.HELD and "1 of 3 hosts are unknown" in action.reasons[0]
     assert fixer.calls == []
+
+
+def test_the_sweep_output_names_each_subject_in_json_and_tables(
+        tmp_path: Path, prometheus: RealPrometheus, exporter: Exporter) -> None:
+    """The paths an operator reads (``sweep --json``, the fleet and actions tables), with a real
+    incident per unit on a mixed fleet: which unit is named, and the plain host is healthy."""
+    import json
+
+    from rich.console import Console
+
+    from orchestrator.cli.common import to_jsonable
+    from orchestrator.cli.report import actions_table, hosts_table, sweep_json
+
+    controller, _ = build(tmp_path, prometheus, exporter)
+    series = healthy_fleet()
+    series[(f"{NET}.1:8080", "nginx.service")] = 0.0
+    publish(exporter, prometheus, series)
+    report = controller.sweep()
+    shown = json.loads(json.dumps(to_jsonable(sweep_json(report)), allow_nan=False))
+    (action,) = shown["actions"]
+    assert (action["host"], action["subject"], action["state"]) == (
+        "web1", "unit=nginx.service", "resolved")
+    web = next(h for h in shown["hosts"] if h["host"] == "web1")
+    assert [d["subject"] for d in web["diagnoses"]] == ["unit=nginx.service"]
+    assert {h["host"]: h["health"] for h in shown["hosts"]}["plain1"] == "healthy"
+    console = Console(record=True, width=200)
+    console.print(hosts_table(report))
+    console.print(actions_table(report))
+    text = console.export_text()
+    assert "service_crash (unit=nginx.service)" in text
+    assert "plain1" in text and "healthy" in text

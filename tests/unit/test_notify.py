@@ -69,6 +69,19 @@ def test_escalation_arrives_once_with_what_a_human_needs() -> None:
         assert payload["type"] == "failure"
 
 
+def test_two_mount_points_of_one_host_page_twice_each_naming_its_own() -> None:
+    with webhook() as hook:
+        n = notifier(f"json://127.0.0.1:{hook.port}/hook")
+        for number, mount in ((8, "/srv"), (9, "/var")):
+            full = incident(incident_id=number)
+            n.incident_changed(Incident(**{**vars(full), "detail": {
+                "subject": f"mountpoint={mount}"}}), "rollback succeeded; escalated")
+        titles = sorted(m["title"] for m in hook.received)
+        assert titles == ["selfheal: disk_full (mountpoint=/srv) on vps3 is escalated",
+                          "selfheal: disk_full (mountpoint=/var) on vps3 is escalated"]
+        assert all("subject: mountpoint=" in m["message"] for m in hook.received)
+
+
 @pytest.mark.parametrize("state", [S.AWAITING_APPROVAL, S.ROLLED_BACK, "held"])
 def test_every_state_a_human_must_hear_about_is_sent(state: Any) -> None:
     """"held" is matched by its value, so the state the lifecycle adds works unchanged."""

@@ -26,8 +26,7 @@ def finding(host: str, signal: str, health: Health,
 def test_crash_diagnosed_when_node_is_up(rules: Rules) -> None:
     findings = [finding("vps2", "service_up", Health.FIRING, LABELS),
                 finding("vps2", "node_up", Health.HEALTHY),
-                finding("vps1", "service_up", Health.HEALTHY), finding("vps1", "node_up",
-                                                                       Health.HEALTHY)]
+                *(finding("vps1", s, Health.HEALTHY) for s in rules.faults.signals)]
     verdicts = {v.host: v for v in diagnose(findings, rules.faults, ["vps1", "vps2"])}
     assert verdicts["vps1"].health is Health.HEALTHY and not verdicts["vps1"].diagnoses
     (d,) = verdicts["vps2"].diagnoses
