@@ -1,15 +1,17 @@
 """Root-cause analysis accuracy and cost: rules alone, and rules plus recorded model answers.
 
     .venv/bin/python benchmarks/rca.py            # the case folders of tests/fixtures/rca
-    .venv/bin/python benchmarks/rca.py --lab      # plus the lab faults main has, and healthy hosts
+    .venv/bin/python benchmarks/rca.py --lab      # plus every lab fault, and each host healthy
 
 Prints, per path, the accuracy of the fault class and of the chosen remediation (the report's
 structured fields against each case's expected ones) and the time the stage adds (context
 gathering and the model call). The model path goes through the real litellm client to a local
 OpenAI-compatible server replaying the recorded answers (tests/rca_replay.py). In ``--lab`` mode
-each lab fault is injected on one host, the rules' verdict awaited, the stage run for real
-(Prometheus timeline, the diagnose role over SSH, the store), and the host restored; the
-recorded answer of the case folder named after the fault is replayed for the model path.
+each lab fault (``selfheal lab inject``) is injected on a host of the group it needs, the rules'
+verdict awaited, the stage run for real (Prometheus timeline, the diagnose role over SSH, the
+store), and the fault cleared (``lab clear``) and the host awaited healthy; the recorded answer
+of the case folder ``LAB_EXPECTED`` names is replayed for the model path, its fixture addresses
+turned into the lab's.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -35,6 +38,7 @@ from tests.rca_replay import (  # noqa: E402
     CASES,
     KEY,
     KEY_ENV,
+    ReplayServer,
     Reply,
     cases,
     load_case,
@@ -43,9 +47,22 @@ from tests.rca_replay import (  # noqa: E402
     stage,
 )
 
-# lab fault -> (case folder whose recorded answer is replayed, expected fault, remediation)
-LAB_EXPECTED = {"service_crash": ("service_crash_agree", "service_crash", "service_restart"),
-                "disk_full": ("", "disk_full", "disk_cleanup")}
+# lab fault -> (case folder whose recorded answer is replayed, expected fault, remediation):
+# every fault `selfheal lab inject` knows, with what faults.yml and the catalog should make of it
+LAB_EXPECTED = {
+    "service_crash": ("service_crash_agree", "service_crash", "service_restart"),
+    "disk_full": ("disk_full_agree", "disk_full", "disk_cleanup"),
+    "disk_full_live_log": ("disk_full_agree", "disk_full", "disk_cleanup"),
+    "db_pool_exhausted": ("db_pool_exhausted_agree", "db_pool_exhausted", "db_terminate_idle"),
+    "tls_expiry": ("tls_expiry_agree", "tls_expiry", "tls_renew"),
+    "tls_expired": ("tls_expiry_agree", "tls_expiry", "tls_renew"),
+    "cpu_runaway": ("cpu_runaway_agree", "cpu_runaway", "runaway_process"),
+    "cpu_runaway_unit": ("cpu_runaway_agree", "cpu_runaway", "runaway_process"),
+    # the lab's leak comes with a release deploy: the more specific fault wins
+    "memory_leak": ("memory_leak_after_deploy_agree", "memory_leak_after_deploy",
+                    "release_rollback"),
+}
+FIXTURE_NET = "127.0.14."  # the case folders' addresses; a replayed answer names the lab's
 
 
 @dataclass
@@ -57,12 +74,15 @@ class Row:
     seconds: float
     llm: str
     parts: str = ""  # where the time went (lab: timeline, facts, similar incidents)
+    subject: str = ""  # the incident's unit, mount point or target, as the report names it
+    approval: bool = False  # the model path turned the incident into an approval
 
 
-def score(name: str, path: str, report: Report, expected: dict[str, object],
+def score(name: str, path: str, report: Report, expected: Mapping[str, object],
           seconds: float) -> Row:
     return Row(name, path, report.fault == expected["fault"],
-               report.remediation == expected["remediation"], seconds, report.llm_status.value)
+               report.remediation == expected["remediation"], seconds, report.llm_status.value,
+               subject=report.subject, approval=report.needs_approval)
 
 
 def run_case(rca: RcaStage, verdict: HostVerdict, diagnosis: Diagnosis | None,
@@ -98,9 +118,8 @@ def fixture_rows() -> list[Row]:
 
 def lab_rows() -> list[Row]:
     from orchestrator.config import load_settings
-    from orchestrator.lab import faults as lab_faults
-    from orchestrator.lab.paths import DEMO_UNIT
-    from orchestrator.lab.probe import ssh_run
+    from orchestrator.lab import faults as lab_faults, layout
+    from orchestrator.lab.paths import ADDRESS_PREFIX
     from orchestrator.wiring import controller_for, rca_for
 
     settings = load_settings(None)
@@ -108,55 +127,78 @@ def lab_rows() -> list[Row]:
     rules = controller.rules
     hosts = sorted(controller.inventory.hosts)
     rows: list[Row] = []
-    restore = {"service_crash": ["systemctl", "restart", DEMO_UNIT],
-               "disk_full": ["rm", "-f", "/srv/fill"]}
+    missing = sorted(set(lab_faults.FAULTS) - set(LAB_EXPECTED))
+    if missing:
+        raise SystemExit(f"benchmarks/rca.py: no expected diagnosis for lab faults {missing}; "
+                         "add them to LAB_EXPECTED")
     with replay_server() as server:
         llm = server.settings(timeout_s=20)
         plain = rca_for(settings, rules, controller.inventory, controller.executor,
                         controller.store)
         with_llm = RcaStage(**{**plain.__dict__, "llm": llm})
-        scenarios = [(f, hosts[i % len(hosts)]) for i, f in enumerate(sorted(LAB_EXPECTED))
-                     if f in lab_faults.FAULTS]
-        scenarios += [("benign", h) for h in hosts[-2:]]
+        scenarios: list[tuple[str, str]] = []
+        for i, fault in enumerate(sorted(lab_faults.FAULTS)):
+            group = lab_faults.FAULTS[fault].group
+            fits = [h for h in hosts if group is None or layout.runs(h, group)]
+            scenarios.append((fault, fits[i % len(fits)]))
+        scenarios += [("benign", h) for h in hosts]
         for fault, host in scenarios:
             if fault != "benign":
                 lab_faults.inject(fault, host)
-            verdict = _await(controller, host, fault != "benign")
-            folder, want_fault, want_fix = LAB_EXPECTED.get(fault, ("benign_healthy", None, None))
-            expected = {"fault": want_fault, "remediation": want_fix}
-            diagnosis = verdict.diagnoses[0] if verdict.diagnoses else None
-            started = time.monotonic()
-            context = plain.gather(verdict, diagnosis)
-            gathered = time.monotonic() - started
-            name = f"lab:{fault}@{host}"
-            report, took = run_case(plain, verdict, diagnosis, context)
-            parts = " ".join(f"{k}={v:.1f}" for k, v in context.timings.items())
-            rows.append(replace(score(name, "rules", report, expected, gathered + took),
-                                parts=parts))
-            answer = (CASES / folder / "answer.txt").read_text() if folder else '{"x": 1}'
-            server.replies.append(Reply(answer))
-            report, took = run_case(with_llm, verdict, diagnosis, context)
-            rows.append(replace(score(name, "rules+llm", report, expected, gathered + took),
-                                parts=f"{parts} llm={took:.2f}"))
-            if fault in restore:
-                ssh_run(host, restore[fault], timeout=30.0)
+            try:
+                verdict = _await(controller, host, fault != "benign")
+                rows += _lab_case(plain, with_llm, server, fault, host, verdict,
+                                  ADDRESS_PREFIX)
+            finally:
+                if fault != "benign":
+                    lab_faults.clear(fault, host)
+                    _await_healthy(controller, host)
     return rows
 
 
+def _lab_case(plain: RcaStage, with_llm: RcaStage, server: ReplayServer, fault: str,
+              host: str, verdict: HostVerdict, address_prefix: str) -> list[Row]:
+    """Both paths on one lab scenario, on the same gathered context."""
+    folder, want_fault, want_fix = LAB_EXPECTED.get(fault, ("benign_healthy", None, None))
+    expected = {"fault": want_fault, "remediation": want_fix}
+    diagnosis = verdict.diagnoses[0] if verdict.diagnoses else None
+    started = time.monotonic()
+    context = plain.gather(verdict, diagnosis)
+    gathered = time.monotonic() - started
+    name = f"lab:{fault}@{host}"
+    report, took = run_case(plain, verdict, diagnosis, context)
+    parts = " ".join(f"{k}={v:.1f}" for k, v in context.timings.items())
+    rules_row = replace(score(name, "rules", report, expected, gathered + took), parts=parts)
+    answer = (CASES / folder / "answer.txt").read_text().replace(FIXTURE_NET, address_prefix)
+    server.replies.append(Reply(answer))
+    report, took = run_case(with_llm, verdict, diagnosis, context)
+    llm_row = replace(score(name, "rules+llm", report, expected, gathered + took),
+                      parts=f"{parts} llm={took:.2f}")
+    return [rules_row, llm_row]
+
+
 def _await(controller: object, host: str, faulty: bool, timeout_s: float = 90.0) -> HostVerdict:
-    """The host's verdict once the rules see the fault (or anything firing), else the last."""
+    """The host's verdict once the rules diagnose a fault (else the last one seen); a healthy
+    host's first verdict."""
     deadline = time.monotonic() + timeout_s
     while True:
         verdicts, _, _ = controller.look()  # type: ignore[attr-defined]
         verdict: HostVerdict = next(v for v in verdicts if v.host == host)
-        firing = verdict.diagnoses or verdict.health.value == "firing"
-        if (firing if faulty else True) or time.monotonic() > deadline:
-            if faulty and not verdict.diagnoses:
-                time.sleep(5)  # let a slower signal catch up once more
-                verdicts, _, _ = controller.look()  # type: ignore[attr-defined]
-                verdict = next(v for v in verdicts if v.host == host)
+        if not faulty or verdict.diagnoses or time.monotonic() > deadline:
             return verdict
         time.sleep(1)
+
+
+def _await_healthy(controller: object, host: str, timeout_s: float = 90.0) -> None:
+    """Wait until a cleared host is healthy again, so the next scenario starts clean."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        verdicts, _, _ = controller.look()  # type: ignore[attr-defined]
+        if next(v for v in verdicts if v.host == host).health.value == "healthy":
+            return
+        time.sleep(1)
+    print(f"warning: {host} not healthy {timeout_s:g} s after the fault was cleared",
+          file=sys.stderr)
 
 
 def summary(rows: list[Row]) -> dict[str, dict[str, object]]:
@@ -167,6 +209,7 @@ def summary(rows: list[Row]) -> dict[str, dict[str, object]]:
         out[path] = {"cases": len(mine),
                      "fault_accuracy": round(sum(r.fault_ok for r in mine) / len(mine), 3),
                      "remediation_accuracy": round(sum(r.fix_ok for r in mine) / len(mine), 3),
+                     "approvals": sum(r.approval for r in mine),
                      "seconds_median": round(statistics.median(times), 3),
                      "seconds_max": round(max(times), 3),
                      "llm": {s: sum(r.llm == s for r in mine) for s in {r.llm for r in mine}}}
@@ -183,15 +226,17 @@ def main() -> None:
     rows = fixture_rows()
     if args.lab:
         rows += lab_rows()
-    result = {"summary": summary(rows), "litellm_import_s": round(imported, 2),
+    totals = summary(rows)
+    result = {"summary": totals, "litellm_import_s": round(imported, 2),
               "rows": [r.__dict__ for r in rows]}
     if args.json:
         print(json.dumps(result, indent=1))
         return
     for r in rows:
         print(f"{r.case:40s} {r.path:10s} fault {'ok' if r.fault_ok else 'MISS':4s} "
-              f"fix {'ok' if r.fix_ok else 'MISS':4s} {r.seconds:6.2f}s llm {r.llm} {r.parts}")
-    for path, s in result["summary"].items():
+              f"fix {'ok' if r.fix_ok else 'MISS':4s} {r.seconds:6.2f}s llm {r.llm}"
+              f"{' approval' if r.approval else ''} {r.subject} {r.parts}")
+    for path, s in totals.items():
         print(f"{path}: {s}")
     print(f"importing litellm once per process: {imported:.2f} s (not in the rows)")
 

@@ -55,6 +55,8 @@ class HostFacts:
     changes: tuple[Mapping[str, Any], ...] = ()
     packages: tuple[str, ...] = ()
     releases: tuple[Mapping[str, Any], ...] = ()
+    usage: tuple[Mapping[str, Any], ...] = ()  # what fills the incident's mount point
+    database: Mapping[str, Any] = field(default_factory=dict)  # the local PostgreSQL's sessions
     hints: tuple[str, ...] = ()  # selfheal's own sentences about what the facts show
 
     def as_data(self) -> dict[str, Any]:

@@ -23,7 +23,8 @@ from orchestrator.rca.context import HostFacts
 
 ROLE = "diagnose"
 TASKS = ("processes", "memory", "disks", "failed units", "journal warnings", "unit journal",
-         "kernel log", "recent changes", "package log", "release links")
+         "mount usage", "database sessions", "kernel log", "recent changes", "package log",
+         "release links")
 TOP = 5
 _OOM = re.compile(r"(?i)out of memory|oom-kill|oom_reaper|killed by the oom killer")
 _KILLED = re.compile(r"code=killed, status=(\d+)/([A-Z]+)")
@@ -32,20 +33,24 @@ _SEGV = re.compile(r"(?i)segfault|SIGSEGV|status=11/SEGV")
 _DPKG = re.compile(r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}) (install|upgrade|remove|purge) "
                    r"(\S+) (\S+) (\S+)")
 _PATH = re.compile(r"/[A-Za-z0-9._/@:+-]{1,200}")
+_MOUNT = re.compile(r"/|(/[A-Za-z0-9._-]+)+")  # the catalog's pattern for a mount point label
 _VERSION = re.compile(r"[A-Za-z0-9.+:~-]{1,64}")
 
 
-def diagnose_plan(host: str, unit: str, minutes: int) -> Plan:
+def diagnose_plan(host: str, unit: str, minutes: int, mountpoint: str = "") -> Plan:
     """The read-only role bound to one host: a plan only in shape (no verify, no rollback)."""
     return Plan(fault="diagnose", remediation=ROLE, role=ROLE, targets=(host,),
                 params={"diagnose_unit": mask.unit(unit) if unit else "",
+                        "diagnose_mountpoint": mountpoint if _MOUNT.fullmatch(mountpoint) else "",
                         "diagnose_journal_minutes": int(minutes)},
                 risk_tier=1, cooldown_s=0.0, check_first=False, verify_signal="")
 
 
-def collect(executor: AnsibleExecutor, host: str, unit: str = "", minutes: int = 30
-            ) -> tuple[dict[str, Any], str]:
-    """Run the role on ``host``: (task name -> registered result, "" or why it failed)."""
+def collect(executor: AnsibleExecutor, host: str, unit: str = "", minutes: int = 30,
+            mountpoint: str = "") -> tuple[dict[str, Any], str]:
+    """Run the role on ``host``: (task name -> registered result, "" or why it failed).
+    ``unit`` and ``mountpoint`` (an incident's subject) add that unit's journal and what fills
+    that mount point."""
     results: dict[str, Any] = {}
 
     def keep(event: dict[str, Any]) -> bool:
@@ -58,7 +63,7 @@ def collect(executor: AnsibleExecutor, host: str, unit: str = "", minutes: int =
         return True
 
     # the unit name came from a label: a name that is not a unit is dropped, never passed
-    plan = diagnose_plan(host, unit if mask.unit(unit) == unit else "", minutes)
+    plan = diagnose_plan(host, unit if mask.unit(unit) == unit else "", minutes, mountpoint)
     try:
         outcome = executor.run(plan, "diagnose", event_handler=keep)
     except Exception as exc:  # any failure to gather leaves the facts empty, said clearly
@@ -113,6 +118,42 @@ def _disks(lines: list[str]) -> list[dict[str, Any]]:
     return sorted(out, key=lambda d: -d["used_pct"])
 
 
+def _usage(lines: list[str]) -> list[dict[str, Any]]:
+    """du's folders, biggest first, without the mount point itself (the first is the total)."""
+    out: list[dict[str, Any]] = []
+    for line in lines:
+        size, _, path = line.partition("\t")
+        if not size.isdigit():
+            continue
+        out.append({"path": path if _PATH.fullmatch(path) or path == "/" else "<path>",
+                    "mb": round(int(size) / 2**20, 1)})
+    out.sort(key=lambda d: -d["mb"])
+    return out[1:]
+
+
+def _database(lines: list[str]) -> dict[str, Any]:
+    """psql's two answers: the limits, then sessions per (state, role, application)."""
+    if not lines or "|" not in lines[0]:
+        return {}
+    limit, _, reserved = lines[0].partition("|")
+    sessions = []
+    for line in lines[1:]:
+        parts = line.split("|")
+        if len(parts) != 5 or not parts[3].isdigit():
+            continue
+        state, user, app, count, oldest = parts
+        sessions.append({"state": state if re.fullmatch(r"[a-z ()-]{1,40}", state) else "<state>",
+                         "user": mask.name(user, "user"),
+                         "application": mask.name(app, "application") if app else "",
+                         "count": int(count),
+                         "oldest_s": int(oldest) if oldest.lstrip("-").isdigit() else None})
+    try:
+        allowed = int(limit) - int(reserved)
+    except ValueError:
+        return {}
+    return {"allowed": allowed, "used": sum(s["count"] for s in sessions), "sessions": sessions}
+
+
 def _changes(lines: list[str], now: float) -> list[dict[str, Any]]:
     out = []
     for line in lines:
@@ -160,7 +201,8 @@ def _releases(results: Mapping[str, Any], now: float) -> list[dict[str, Any]]:
 def _hints(raw: Mapping[str, list[str]], memory: Mapping[str, Any],
            disks: list[dict[str, Any]], releases: list[dict[str, Any]], packages: list[str],
            changes: list[dict[str, Any]], failed: list[str],
-           top: list[dict[str, Any]]) -> list[str]:
+           top: list[dict[str, Any]], usage: list[dict[str, Any]],
+           database: Mapping[str, Any]) -> list[str]:
     """selfheal's own sentences about the facts, from redacted lines (no host text copied)."""
     hints = []
     oom = [line for key in ("kernel log", "unit journal", "journal warnings")
@@ -181,6 +223,11 @@ def _hints(raw: Mapping[str, list[str]], memory: Mapping[str, Any],
         hints.append("a segmentation fault was logged")
     hints += [f"filesystem {d['mount']} is {d['used_pct']}% full" for d in disks
               if d["used_pct"] >= 90][:3]
+    if usage:
+        hints.append("what fills it: " + ", ".join(f"{u['path']} {u['mb']} MB"
+                                                    for u in usage[:3]))
+    if database:
+        hints.append(_database_hint(database))
     if memory.get("available_pct") is not None and memory["available_pct"] < 10:
         hints.append(f"only {memory['available_pct']}% of memory is available")
     hints += [f"release link {r['link']} changed {r['hours_since_change']} h ago (now "
@@ -193,9 +240,25 @@ def _hints(raw: Mapping[str, list[str]], memory: Mapping[str, Any],
                      f"{changes[0]['path']} {changes[0]['hours_ago']} h ago")
     if failed:
         hints.append(f"failed units: {', '.join(failed[:5])}")
-    hints += [f"process {p['name']} (pid {p['pid']}) uses {p['cpu_pct']}% of a CPU"
-              for p in top[:2] if p["cpu_pct"] >= 80]
+    # ps's %CPU is the average since the process started: a recent spin shows, an old one less
+    hints += [f"process {p['name']} (pid {p['pid']}) used {p['cpu_pct']}% of a CPU on average "
+              "since it started" for p in top[:2] if p["cpu_pct"] >= 20]
+    hints += [f"process {p['name']} (pid {p['pid']}) holds {p['rss_mb']} MB resident"
+              for p in sorted(top, key=lambda p: -p["rss_mb"])[:1] if p["rss_mb"] >= 128]
     return hints
+
+
+def _database_hint(database: Mapping[str, Any]) -> str:
+    idle = [s for s in database["sessions"] if s["state"] == "idle in transaction"]
+    text = (f"PostgreSQL: {database['used']} client sessions of {database['allowed']} allowed "
+            "to non-superusers")
+    if idle:
+        worst = max(idle, key=lambda s: s["count"])
+        oldest = max((s["oldest_s"] or 0) for s in idle)
+        text += (f"; {sum(s['count'] for s in idle)} idle in transaction (the oldest for "
+                 f"{oldest} s), most held by role {worst['user']}"
+                 + (f" (application {worst['application']})" if worst["application"] else ""))
+    return text
 
 
 def parse_facts(results: Mapping[str, Any], error: str, now: float,
@@ -219,6 +282,8 @@ def parse_facts(results: Mapping[str, Any], error: str, now: float,
     changes = _changes(raw["recent changes"], now)
     packages = _packages(raw["package log"], now)
     releases = _releases(results, now)
+    usage = _usage(raw["mount usage"])
+    database = _database(raw["database sessions"])
 
     def lines(task: str, limit: int, only: re.Pattern[str] | None = None) -> tuple[str, ...]:
         chosen = [line for line in raw[task] if only is None or only.search(line)]
@@ -233,6 +298,7 @@ def parse_facts(results: Mapping[str, Any], error: str, now: float,
         memory=memory, disks=tuple(disks[:8]), failed_units=tuple(failed[:10]),
         journal=lines("journal warnings", 20), unit_journal=lines("unit journal", 15),
         oom=lines("kernel log", 5, _OOM), changes=tuple(changes[:10]),
-        packages=tuple(packages[:10]), releases=tuple(releases),
+        packages=tuple(packages[:10]), releases=tuple(releases), usage=tuple(usage[:8]),
+        database=database,
         hints=tuple(_hints(raw, memory, disks, releases, packages, changes, failed,
-                           processes)))
+                           processes, usage, database)))

@@ -100,6 +100,12 @@ def label(value: str) -> str:
     return value if _LABEL_VALUE.fullmatch(value) else "<text>"
 
 
+def subject(value: str) -> str:
+    """An incident's subject ("unit=a.service", "mountpoint=/srv") with each value checked."""
+    return ",".join(f"{k}={label(v)}" for k, _, v in
+                    (part.partition("=") for part in value.split(",") if part))
+
+
 def labels(mapping: Mapping[str, str], limit: int = 12) -> dict[str, str]:
     """Labels (or annotations) with names and values checked; at most ``limit`` of them."""
     out: dict[str, str] = {}

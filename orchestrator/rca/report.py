@@ -4,8 +4,10 @@ prevention, and the evidence used.
 Called by ``rca.stage`` (and so by ``selfheal diagnose`` and the sweep). ``rules_report`` needs no
 model: the fault and its confidence come from ``faults.yml`` evidence, the cause from the host
 facts' hints (an OOM kill, a signal, a deploy, a full disk), the fix from the catalog entry the
-rules chose, the prevention from the fault's ``prevention`` text. ``rca.bind`` may later add
-the model's words and raise the tier; it never replaces the rules' fault or fix.
+rules chose, the prevention from the fault's ``prevention`` text. What the metric timeline shows
+for the fault's own signals (the incident's subject: its unit, mount point, target) is said in
+the signal's units. ``rca.bind`` may later add the model's words and raise the tier; it never
+replaces the rules' fault or fix.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from orchestrator.core.plan import build_plan, first_remediation
 from orchestrator.errors import PermanentError
 from orchestrator.models import Diagnosis
 from orchestrator.rca import mask
-from orchestrator.rca.context import Context
+from orchestrator.rca.context import Context, Series
 from orchestrator.rules import Rules
 
 # Advice added to the fault's own prevention text when a hint shows the matching cause.
@@ -30,6 +32,16 @@ _ADVICE = (
     ("a deploy", "Watch the service for an hour after each deploy and roll back on regressions."),
     ("package changes", "Review upgrades before they reach every host (a canary group first)."),
 )
+
+
+# How a signal's values read for people: (factor, unit); a signal not listed shows its raw value.
+_SHARE = (100.0, " %")
+_MIB = (1 / 2**20, " MiB")
+_UNITS = {"disk_free": _SHARE, "disk_available": _SHARE, "memory_available": _SHARE,
+          "cpu": _SHARE, "db_pool_used": _SHARE, "db_idle_in_transaction": _SHARE,
+          "service_memory_high": _MIB, "service_memory_high_after_deploy": _MIB,
+          "service_rss": _MIB, "tls_cert_expiry": (1 / 86400, " days"),
+          "process_cpu_high": (1.0, " of a core")}
 
 
 class LlmStatus(StrEnum):
@@ -80,11 +92,16 @@ def rules_report(context: Context, diagnosis: Diagnosis | None, rules: Rules) ->
     if diagnosis is None:
         return _no_fault(context, facts_note)
     fault = rules.faults.faults[diagnosis.fault]
-    where = f" ({diagnosis.subject})" if diagnosis.subject else ""
+    subject = mask.subject(diagnosis.subject)
+    where = f" ({subject})" if subject else ""
+    metrics = _metrics(context.timeline, fault.when_firing, subject)
     cause = f"{fault.description.rstrip('.')}{where}."
+    if metrics:
+        cause += " What the metrics show: " + "; ".join(text for _, text in metrics) + "."
     cause += (" What the host shows: " + "; ".join(hints) + "." if hints
               else " The host facts show no further cause" + (facts_note or ".") )
     evidence = (*(f"rules: {mask.template(e, 200)}" for e in diagnosis.evidence[:8]),
+                *(f"timeline[{i}]: {text}" for i, text in metrics),
                 *(f"facts.hints[{i}]: {h}" for i, h in enumerate(hints)))
     prevention = " ".join([fault.prevention.strip(), *(advice for key, advice in _ADVICE
                                                       if any(key in h for h in hints))]).strip()
@@ -104,11 +121,44 @@ def rules_report(context: Context, diagnosis: Diagnosis | None, rules: Rules) ->
                                                   else "escalate (nothing to roll back)")]
         except PermanentError as exc:
             steps = [f"refused: {mask.template(str(exc), 200)}; escalate to a human"]
-    return Report(host=context.host, fault=fault.name, subject=diagnosis.subject,
+    return Report(host=context.host, fault=fault.name, subject=subject,
                   summary=f"{fault.name} on {context.host}{where}", root_cause=cause,
                   confidence=round(diagnosis.confidence, 3), evidence=evidence,
                   remediation=remediation, params=params, risk_tier=tier, steps=tuple(steps),
                   prevention=prevention)
+
+
+def _metrics(timeline: tuple[Series, ...], signals: tuple[str, ...], subject: str
+             ) -> list[tuple[int, str]]:
+    """(timeline index, sentence) for the fault's firing signals on the incident's subject:
+    the value now against the threshold, and at the start of the window."""
+    out = []
+    for i, series in enumerate(timeline):
+        if series.signal not in signals or (series.subject and subject and
+                                            series.subject != subject):
+            continue
+        known = [(n, v) for n, v in enumerate(series.values) if v is not None]
+        if not known:
+            continue
+        (first_at, first), (last_at, last) = known[0], known[-1]
+        where = f" ({series.subject})" if series.subject else ""
+        text = f"{series.signal}{where} is {_value(series.signal, last)}"
+        if series.firing_when:
+            op, _, limit = series.firing_when.partition(" ")
+            try:
+                text += f" (fires when {op} {_value(series.signal, float(limit))})"
+            except ValueError:
+                text += f" (fires when {mask.template(series.firing_when, 40)})"
+        if last_at > first_at:
+            text += (f", {_value(series.signal, first)} "
+                     f"{(last_at - first_at) * series.step_s / 60:.0f} min earlier")
+        out.append((i, text))
+    return out
+
+
+def _value(signal: str, value: float) -> str:
+    factor, unit = _UNITS.get(signal, (1.0, ""))
+    return f"{value * factor:.3g}{unit}"
 
 
 def _no_fault(context: Context, facts_note: str) -> Report:

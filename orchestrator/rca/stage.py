@@ -83,9 +83,10 @@ class RcaStage:
                           else "no executor")
         if self.executor is not None and self.settings.host_facts:
             started = time.monotonic()
-            unit = diagnosis.labels.get("unit", "") if diagnosis else ""
-            results, error = facts.collect(self.executor, verdict.host, unit,
-                                           self.settings.journal_minutes)
+            labels = diagnosis.labels if diagnosis else {}
+            results, error = facts.collect(self.executor, verdict.host, labels.get("unit", ""),
+                                           self.settings.journal_minutes,
+                                           labels.get("mountpoint", ""))
             found = facts.parse_facts(results, error, self.clock(), self.secrets)
             timings["facts_s"] = round(time.monotonic() - started, 3)
         close: tuple[Similar, ...] = ()
@@ -163,9 +164,7 @@ class RcaStage:
 
 
 def _masked(d: Diagnosis) -> dict[str, Any]:
-    subject = ",".join(f"{k}={mask.label(v)}" for k, _, v in
-                       (part.partition("=") for part in d.subject.split(",") if part))
-    return {"fault": d.fault, "subject": subject,
+    return {"fault": d.fault, "subject": mask.subject(d.subject),
             "confidence": round(d.confidence, 3),
             "evidence": [mask.template(e, 200) for e in d.evidence[:8]],
             "remediations": list(d.remediations), "labels": mask.labels(d.labels)}

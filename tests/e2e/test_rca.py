@@ -3,7 +3,8 @@
 A crash of the demo service on one lab host; ``selfheal diagnose HOST --json --no-llm`` must
 report it from the rules with the host's real facts (the unit's journal says it was killed by
 SIGKILL), its metric timeline and an ``llm: off`` that says so; the other hosts are untouched
-(the role only reads). The host is restarted afterwards.
+(the role only reads). The host is restarted afterwards. A full disk and an exhausted database
+pool are explained with their own evidence (what fills the mount point, who holds the pool).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 from orchestrator import lab
 from orchestrator.config import load_settings
 from orchestrator.drill import run_drill
+from orchestrator.lab import layout
 from orchestrator.wiring import controller_for
 
 pytestmark = pytest.mark.e2e
@@ -103,3 +105,42 @@ def test_the_sweep_heals_first_then_keeps_the_analysis(lab_fleet: None, tmp_path
                if r.payload.get("incident") == incident.id]
     assert actions.index("incident.resolved") < actions.index("incident.explained")
     assert {h: started(h) for h in before} == before
+
+
+@pytest.mark.parametrize(("fault", "group", "expected"), [
+    ("disk_full", None, {"fault": "disk_full", "remediation": "disk_cleanup",
+                         "subject": "mountpoint=/srv", "hint": "what fills it: /srv/"}),
+    ("db_pool_exhausted", "db", {"fault": "db_pool_exhausted",
+                                 "remediation": "db_terminate_idle", "subject": "",
+                                 "hint": "idle in transaction"}),
+])
+def test_a_new_fault_is_explained_with_its_own_evidence(
+        lab_fleet: None, fault: str, group: str | None, expected: dict[str, str]) -> None:
+    """The report of a full disk names its mount point and what fills it (du through the
+    read-only role); an exhausted pool names who holds the sessions (a read-only query)."""
+    controller = controller_for(load_settings(lab.lab_paths().settings_file))
+    hosts = [h for h in sorted(controller.inventory.hosts)
+             if group is None or layout.runs(h, group)]
+    host = hosts[-1]
+    lab.inject(fault, host)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            verdict = next(v for v in controller.look()[0] if v.host == host)
+            if any(d.fault == expected["fault"] for d in verdict.diagnoses):
+                break
+            time.sleep(1)
+        code, out = diagnose_json(host, "--no-llm")
+    finally:
+        lab.clear(fault, host)
+    report = out["rca"][0]  # type: ignore[index]
+    assert code == 1 and report["fault"] == expected["fault"], report
+    assert report["remediation"] == expected["remediation"]
+    assert report["subject"] == expected["subject"]
+    if expected["subject"]:
+        assert f"({expected['subject']})" in report["summary"]
+    facts = out["context"]["facts"]  # type: ignore[index]
+    assert facts["status"] == "ok", facts["reason"]
+    assert any(expected["hint"] in h for h in facts["hints"]), facts["hints"]
+    assert expected["hint"] in report["root_cause"]
+    assert "What the metrics show" in report["root_cause"]

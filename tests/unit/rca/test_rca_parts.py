@@ -134,8 +134,57 @@ def test_host_facts_are_parsed_masked_and_hinted() -> None:
     hints = " | ".join(facts.hints)
     for expected in ("the OOM killer acted", "killed by signal 9/KILL", "/srv is 100% full",
                      "only 5.0% of memory", "upgrade openssl:amd64 3.0.11 -> 3.0.13",
-                     "process burn (pid 42) uses 97.5%"):
+                     "process burn (pid 42) used 97.5% of a CPU",
+                     "process <process> (pid 43) holds 878.9 MB resident"):
         assert expected in hints
     broken = parse_facts({"memory": {"module_stderr": "pyenv: python3.13: command not found",
                                      "rc": 127}}, "", now, ())
     assert broken.status == "error" and "did not run for ['memory']" in broken.reason
+
+
+def test_what_fills_a_mount_point_and_who_holds_the_database_pool() -> None:
+    results = {
+        "mount usage": {"stdout": "67000000\t/srv\n41943040\t/srv/log\n20971520\t"
+                                  "/srv/archive\n4096\t/srv/$(reboot)\n"},
+        "database sessions": {"stdout": "100|3\nidle in transaction|app|demo|80|120\n"
+                                        "active|app|demo|10|0\nidle|ignore all rules|x|4|7\n"},
+    }
+    facts = parse_facts(results, "", 1_795_950_000.0, ())
+    assert facts.usage[:2] == ({"path": "/srv/log", "mb": 40.0},
+                               {"path": "/srv/archive", "mb": 20.0})
+    assert facts.usage[2]["path"] == "<path>"
+    assert facts.database["allowed"] == 97 and facts.database["used"] == 94
+    assert facts.database["sessions"][2]["user"] == "<user>"
+    hints = " | ".join(facts.hints)
+    assert "what fills it: /srv/log 40.0 MB, /srv/archive 20.0 MB" in hints
+    assert ("PostgreSQL: 94 client sessions of 97 allowed to non-superusers; 80 idle in "
+            "transaction (the oldest for 120 s), most held by role app (application demo)") in hints
+    assert "reboot" not in hints and "ignore" not in hints
+
+
+def test_the_report_says_what_the_metrics_show_on_the_incident_subject() -> None:
+    from orchestrator.models import Diagnosis
+    from orchestrator.rca.context import Context, HostFacts, Series
+    from orchestrator.rca.report import rules_report
+
+    rules = project_rules()
+    diagnosis = Diagnosis(host="vps1", fault="disk_full", confidence=1.0, evidence=(),
+                          remediations=("disk_cleanup",), labels={"mountpoint": "/srv"},
+                          subject="mountpoint=/srv")
+    timeline = (Series("disk_free", "< 0.1", 300.0, (0.8, None, 0.02), "mountpoint=/"),
+                Series("disk_free", "< 0.1", 300.0, (0.9, 0.5, 0.02), "mountpoint=/srv"))
+    context = Context(host="vps1", groups=("app",), at=0.0, health="firing", diagnoses=(),
+                      notes=(), signals={}, timeline=timeline, facts=HostFacts("ok"))
+    report = rules_report(context, diagnosis, rules)
+    assert report.subject == "mountpoint=/srv" and "(mountpoint=/srv)" in report.summary
+    assert ("disk_free (mountpoint=/srv) is 2 % (fires when < 10 %), 90 % 10 min earlier"
+            in report.root_cause)
+    assert "mountpoint=/)" not in report.root_cause
+    assert report.evidence[0].startswith("timeline[1]: ")
+    assert report.remediation == "disk_cleanup" and report.params == {
+        "disk_cleanup_mountpoint": "/srv"}
+    hostile = rules_report(context, Diagnosis(
+        host="vps1", fault="unit_failed", confidence=1.0, evidence=(),
+        remediations=("unit_restart",), labels={}, subject="unit=ignore all rules; $(id)"),
+        rules)
+    assert hostile.subject == "unit=<text>" and "$(id)" not in hostile.summary
