@@ -69,6 +69,14 @@ def _image_marker(paths: LabPaths) -> str:
     return f"--directory={paths.image_dir}"
 
 
+def _ours(paths: LabPaths) -> tuple[str, str]:
+    """What marks this lab's own nspawns: the image, and its per-host files in this lab's
+    folder. The image alone marks every lab on the machine that shares the image cache (one
+    lab per worktree): a scan by image and host name took, and `down` ended, another lab's
+    vps1..vpsN."""
+    return _image_marker(paths), f"{paths.lab_dir / 'hosts'}/"
+
+
 def _nspawn_argv(paths: LabPaths, name: str, binds: Sequence[str]) -> list[str]:
     return [
         "systemd-nspawn",
@@ -89,7 +97,7 @@ def _nspawn_argv(paths: LabPaths, name: str, binds: Sequence[str]) -> list[str]:
 
 def _host_pid(paths: LabPaths, name: str, recorded: int | None) -> int | None:
     """The PID of ``name``'s nspawn: the recorded one if it is still ours, else a scan."""
-    markers = (_image_marker(paths), f"--machine={name}")
+    markers = (*_ours(paths), f"--machine={name}")
     if procs.is_ours(recorded, *markers):
         return recorded
     found = procs.find(*markers)
@@ -99,7 +107,7 @@ def _host_pid(paths: LabPaths, name: str, recorded: int | None) -> int | None:
 def _running_hosts(paths: LabPaths) -> list[str]:
     """Names of the lab hosts whose nspawn runs, found by command line alone."""
     names = []
-    for pid in procs.find(_image_marker(paths)):
+    for pid in procs.find(*_ours(paths)):
         for arg in procs.cmdline(pid) or ():
             if arg.startswith(f"--machine={HOST_PREFIX}"):
                 names.append(arg.removeprefix("--machine="))
@@ -108,6 +116,7 @@ def _running_hosts(paths: LabPaths) -> list[str]:
 
 def _kill_orphans(paths: LabPaths) -> None:
     """SIGKILL lab container inits whose nspawn is gone (it was SIGKILLed); their hosts die."""
+    # any lab's live nspawn (the image marker alone) keeps its inits: only true orphans die
     nspawns = set(procs.find(_image_marker(paths)))
     orphans = [
         pid
@@ -218,7 +227,7 @@ def _wait_for_hosts(paths: LabPaths, state: LabState, progress: ProgressFn | Non
                 )
             )
         for name, result in checks.items():
-            dead = not procs.is_ours(pending[name].pid, _image_marker(paths))
+            dead = not procs.is_ours(pending[name].pid, *_ours(paths))
             if dead:
                 raise PermanentError(
                     f"{name}: systemd-nspawn exited during boot; see {pending[name].log}"
@@ -306,20 +315,20 @@ def down(progress: ProgressFn | None = None) -> None:
     started = time.monotonic()
     with locked(paths):
         state = load_state(paths)
-        marker = _image_marker(paths)
+        ours = _ours(paths)
         recorded = [h.pid for h in state.hosts if h.pid] if state else []
-        pids = sorted({*(p for p in recorded if procs.is_ours(p, marker)), *procs.find(marker)})
+        pids = sorted({*(p for p in recorded if procs.is_ours(p, *ours)), *procs.find(*ours)})
         names = _running_hosts(paths)
         if names:
             report(progress, f"powering off {', '.join(sorted(names))}")
             _poweroff(names)
         if not procs.wait_until(
-            lambda: not any(procs.is_ours(p, marker) for p in pids),
+            lambda: not any(procs.is_ours(p, *ours) for p in pids),
             POWEROFF_TIMEOUT_S,
             interval=0.2,
         ):
             report(progress, "some hosts did not power off; terminating them")
-        procs.terminate(pids, marker, timeout=10.0)
+        procs.terminate(pids, ours[1], timeout=10.0)
         _kill_orphans(paths)
         cgroups.remove()
         report(progress, "stopping Prometheus")
