@@ -76,13 +76,15 @@ class Row:
     parts: str = ""  # where the time went (lab: timeline, facts, similar incidents)
     subject: str = ""  # the incident's unit, mount point or target, as the report names it
     approval: bool = False  # the model path turned the incident into an approval
+    got: str = ""  # what the report said: fault/remediation
 
 
 def score(name: str, path: str, report: Report, expected: Mapping[str, object],
           seconds: float) -> Row:
     return Row(name, path, report.fault == expected["fault"],
                report.remediation == expected["remediation"], seconds, report.llm_status.value,
-               subject=report.subject, approval=report.needs_approval)
+               subject=report.subject, approval=report.needs_approval,
+               got=f"{report.fault}/{report.remediation}")
 
 
 def run_case(rca: RcaStage, verdict: HostVerdict, diagnosis: Diagnosis | None,
@@ -235,7 +237,8 @@ def main() -> None:
     for r in rows:
         print(f"{r.case:40s} {r.path:10s} fault {'ok' if r.fault_ok else 'MISS':4s} "
               f"fix {'ok' if r.fix_ok else 'MISS':4s} {r.seconds:6.2f}s llm {r.llm}"
-              f"{' approval' if r.approval else ''} {r.subject} {r.parts}")
+              f"{' approval' if r.approval else ''} {r.subject} {r.parts}"
+              f"{'' if r.fault_ok and r.fix_ok else ' got ' + r.got}")
     for path, s in totals.items():
         print(f"{path}: {s}")
     print(f"importing litellm once per process: {imported:.2f} s (not in the rows)")
