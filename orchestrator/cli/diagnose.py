@@ -47,14 +47,14 @@ def diagnose(host: str = typer.Argument(..., help="inventory host name"),
     for d in verdict.diagnoses:
         entry = first_remediation(d, controller.rules.catalog)
         if entry is None:
-            plans.append({"fault": d.fault, "remediation": None, "verdict": "refuse",
-                          "reasons": ["no catalog remediation"]})
+            plans.append({"fault": d.fault, "subject": d.subject, "remediation": None,
+                          "verdict": "refuse", "reasons": ["no catalog remediation"]})
             continue
         try:
             plan = build_plan(d, entry, (host,))
         except PermanentError as exc:
-            plans.append({"fault": d.fault, "remediation": entry.name, "verdict": "refuse",
-                          "reasons": [str(exc)]})
+            plans.append({"fault": d.fault, "subject": d.subject, "remediation": entry.name,
+                          "verdict": "refuse", "reasons": [str(exc)]})
             continue
         now = time.time()
         state = controller.policy_state(
@@ -101,7 +101,8 @@ def diagnose(host: str = typer.Argument(..., help="inventory host name"),
             for e in d.evidence:
                 console.print(f"    evidence: {e}", highlight=False)
         for p in plans:
-            console.print(f"  would run: {p['remediation']} -> {p['verdict']} "
+            subject = f" ({p['subject']})" if p["subject"] else ""
+            console.print(f"  would run: {p['remediation']}{subject} -> {p['verdict']} "
                           f"({'; '.join(p['reasons'])})", highlight=False)
         if error:
             console.print(f"  [yellow]unknown:[/] {error}", highlight=False)

@@ -1,4 +1,5 @@
-"""Fleet-wide observation through Prometheus: one instant query per signal, never one per host.
+"""Fleet-wide observation through Prometheus: one instant query per signal, never one per host,
+all evaluated at the sweep's one instant.
 
 Called by ``engine`` once per sweep (``observe``) and during verification (``observe`` again with
 the one signal being verified). Each returned series is mapped to an inventory host through the
@@ -14,9 +15,9 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from orchestrator.config import PrometheusSettings
 from orchestrator.core.signals import Signal
@@ -26,7 +27,11 @@ from orchestrator.sources.client import open_client
 
 log = logging.getLogger(__name__)
 
-QueryFn = Callable[[str], list[dict[str, Any]]]
+
+class QueryFn(Protocol):
+    """An instant query: ``promql`` evaluated at ``at`` (seconds since the epoch; None: now)."""
+
+    def __call__(self, promql: str, at: float | None = None) -> list[dict[str, Any]]: ...
 _INSTANCE = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9][A-Za-z0-9._-]{0,252}))"
                        r"(?::[0-9]{1,5})?$")
 FRESHNESS_QUERY = "timestamp(up)"
@@ -50,9 +55,9 @@ def connect(settings: PrometheusSettings) -> QueryFn:
 
     client, how = open_client(settings, Retry(total=1, backoff_factor=0.1), settings.timeout_s)
 
-    def query(promql: str) -> list[dict[str, Any]]:
+    def query(promql: str, at: float | None = None) -> list[dict[str, Any]]:
         try:
-            return list(client.custom_query(promql))
+            return list(client.custom_query(promql, params=None if at is None else {"time": at}))
         except Exception as exc:  # requests and the client raise many kinds; all mean "no data"
             raise SourceUnavailable(how.explain(exc, repr(promql))) from exc
 
@@ -144,13 +149,15 @@ class PrometheusSource:
         refused: list[str] = []
         unmapped: set[str] = set()
         scraped = _Freshness()
-        for series in self.query(FRESHNESS_QUERY):
+        # every signal is evaluated at the same instant, ``now``: two signals read a moment
+        # apart could disagree about one crossing (a fault and the one that supersedes it)
+        for series in self.query(FRESHNESS_QUERY, now):
             metric = series.get("metric", {})
             scraped.add(metric.get("job", ""), metric.get(label, ""), float(series["value"][1]))
         findings: list[Finding] = []
         for signal in signals:
             seen: set[str] = set()
-            for series in self.query(signal.promql):
+            for series in self.query(signal.promql, now):
                 metric = {str(k): str(v) for k, v in series.get("metric", {}).items()}
                 instance = metric.get(label, "")
                 address = instance_host(instance)

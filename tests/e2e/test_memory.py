@@ -2,9 +2,10 @@
 that rollback undone), a restart giving the memory back, and a rollback that fails midway or
 cannot start being undone from its snapshot.
 
-release_rollback is risk tier 2, which strict mode sends for approval: the tests run it by hand
-with --force and a reason, as an approver would. Until the lead makes memory_leak_after_deploy
-supersede memory_leak, both fire on a leak after a deploy, so the loop is not used here.
+release_rollback is risk tier 2, which strict mode sends for approval: the first test lets the
+loop heal a leak after a deploy on its own in ``relaxed`` mode (memory_leak_after_deploy
+supersedes the plain memory_leak, so there is one incident and one fix); the others run roles by
+hand with --force and a reason, as an approver would.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from pathlib import Path
 import pytest
 
 from orchestrator import lab
+from orchestrator.drill import run_drill
 from orchestrator.engine import Controller
 from orchestrator.lab import demo_releases, prometheus
 from orchestrator.lab.paths import host_address
 from orchestrator.manual import ManualRequest, ManualResult, run_by_hand
 from orchestrator.wiring import controller_for
 from tests.e2e.test_heal import settings_with_state, started_at
+from tests.e2e.test_tls import settings_for
 
 pytestmark = pytest.mark.e2e
 THRESHOLD = 128 * 2**20  # service_memory_high in rules/faults.yml
@@ -70,6 +73,28 @@ def typed(host: str) -> dict[str, str]:
     """The parameters typed out, as by hand when no firing series carries them."""
     return {"release_rollback_unit": "selfheal-demo.service",
             "release_rollback_health_url": f"http://{demo_instance(host)}/healthz"}
+
+
+def test_the_loop_rolls_a_leaky_deploy_back_in_relaxed_mode(
+        lab_fleet: None, tmp_path: Path) -> None:
+    controller = controller_for(settings_for(tmp_path))
+    others = {h: started_at(h) for h in ("vps1", "vps2")}
+
+    def leak(fault: str, host: str) -> float:
+        return lab.inject(fault, host).injected_at
+
+    try:
+        result = run_drill(controller, "memory_leak", "vps3", leak, timeout_s=180)
+        assert result.healed, result
+        assert (result.fault, result.remediation) == ("memory_leak_after_deploy",
+                                                      "release_rollback")
+        assert current("vps3") == f"{APP}/releases/v1"
+        # one incident: the plain leak was superseded, not healed a second way
+        assert [(i.fault, i.state.value) for i in controller.store.incidents()
+                if i.host == "vps3"] == [("memory_leak_after_deploy", "resolved")]
+        assert {h: started_at(h) for h in others} == others, "another host was restarted"
+    finally:
+        lab.clear("memory_leak", "vps3")
 
 
 def test_a_leak_after_a_deploy_is_rolled_back_and_that_can_be_undone(

@@ -28,10 +28,19 @@ runner = CliRunner()
 FAULTS = """
 signals:
   service_up: {promql: 'selfheal_test_service_up{unit="out-svc"}', firing_when: "== 0"}
+  unit_failed:
+    promql: 'selfheal_test_service_up{unit=~"selfheal-absent-.+[.]service"}'
+    firing_when: "== 0"
+    applies_to: exporters  # only the diagnose test publishes it
+    subject: [unit]
 faults:
   out_crash:
     description: the output test's service is down; nothing in the catalog fixes it
     when_firing: [service_up]
+  out_unit_failed:
+    description: a unit the policy may restart has failed
+    when_firing: [unit_failed]
+    remediations: [unit_restart]
 """
 DETECTION = """
 signals:
@@ -111,13 +120,37 @@ def test_diagnose_json_and_table(world: World) -> None:
     shown = world.json("diagnose", "o1", code=1)
     assert shown["health"] == "firing"
     assert shown["diagnoses"][0]["fault"] == "out_crash"
-    assert shown["plans"] == [{"fault": "out_crash", "remediation": None, "verdict": "refuse",
-                               "reasons": ["no catalog remediation"]}]
+    assert shown["plans"] == [{"fault": "out_crash", "subject": "", "remediation": None,
+                               "verdict": "refuse", "reasons": ["no catalog remediation"]}]
     (anomaly,) = shown["anomalies"]
     assert anomaly["signal"] == "out_load" and anomaly["labels"] == {}
     table = world.run("diagnose", "o1")
     assert table.exit_code == 1, table.output
     assert "fault out_crash" in table.stdout and "anomaly out_load" in table.stdout
+
+
+def test_diagnose_names_the_subject_of_each_plan(
+        world: World, exporter: Exporter, prometheus: RealPrometheus) -> None:
+    """Two units failed on one host: two diagnoses, two plans, each naming its unit."""
+    units = ("selfheal-absent-a.service", "selfheal-absent-b.service")
+    for unit in units:
+        exporter.gauge.labels("127.0.41.2:9100", unit).set(0)
+    try:
+        for unit in units:
+            prometheus.wait_for(f'selfheal_test_service_up{{unit="{unit}"}} == 0')
+        shown = world.json("diagnose", "o2", code=1)
+        plans = {p["subject"]: p for p in shown["plans"]}
+        assert set(plans) == {f"unit={u}" for u in units}, shown["plans"]
+        for unit in units:
+            plan = plans[f"unit={unit}"]
+            assert (plan["fault"], plan["remediation"]) == ("out_unit_failed", "unit_restart")
+            assert plan["params"]["unit"] == unit
+        table = world.run("diagnose", "o2")
+        assert f"out_unit_failed (unit={units[1]})" in table.stdout, table.stdout
+        assert f"would run: unit_restart (unit={units[0]})" in table.stdout, table.stdout
+    finally:
+        for unit in units:
+            exporter.gauge.remove("127.0.41.2:9100", unit)
 
 
 def test_incidents_list_show_and_audit_log_after_a_sweep(world: World) -> None:

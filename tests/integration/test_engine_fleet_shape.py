@@ -17,18 +17,20 @@ from typing import Any
 
 import pytest
 
-from orchestrator.config import PROJECT_ROOT, AnsibleSettings, PrometheusSettings
+from orchestrator.config import PROJECT_ROOT, AnsibleSettings, NotifySettings, PrometheusSettings
 from orchestrator.core.policy import Policy
 from orchestrator.engine import Controller
 from orchestrator.execute.inventory import load_inventory
 from orchestrator.execute.runner import AnsibleExecutor
 from orchestrator.models import Health, IncidentState as S
+from orchestrator.notify import Notifier
 from orchestrator.rules import Rules, load_rules
 from orchestrator.sources.prometheus import PrometheusSource, connect
 from orchestrator.store.db import Store
 from tests.conftest import write_fault_rules
 from tests.integration.conftest import Exporter, RealPrometheus
 from tests.integration.test_engine_guardrails import FakeResult
+from tests.receivers import webhook
 
 KEY = b"k" * 32
 pytestmark = pytest.mark.integration
@@ -229,10 +231,17 @@ def test_a_failed_unit_is_restarted_only_when_the_allow_list_says_so(
     series[(f"{NET}.2:9100", "state-postgresql@15-main.service")] = 1.0  # allowed, no endpoint
     series[(f"{NET}.3:9100", "state-cron.service")] = 1.0  # not on the allow-list
     publish(exporter, prometheus, series)
-    found = settle(controller, {"resolved", "escalated"})
+    with webhook() as hook:
+        controller.notify = Notifier.from_settings(
+            NotifySettings(urls=[f"json://127.0.0.1:{hook.port}/"])  # type: ignore[list-item]
+        ).incident_changed
+        found = settle(controller, {"resolved", "escalated"})
     assert found == {"db1/unit_failed/unit=postgresql@15-main.service": "resolved",
                      "plain1/unit_failed/unit=cron.service": "escalated"}
     assert fixer.calls == [("db1", "postgresql@15-main.service")]
+    # the one page is for the unit a human must see to, and names it; the healed one is silent
+    assert [p["title"] for p in hook.received] == [
+        "selfheal: unit_failed (unit=cron.service) on plain1 is escalated"], hook.received
     cron = next(i for i in controller.store.incidents() if i.host == "plain1")
     transitions = controller.store.transitions(cron.id)
     assert any("restart_units" in t["note"] for t in transitions), transitions

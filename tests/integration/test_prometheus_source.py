@@ -25,9 +25,9 @@ class CountingQuery:
     def __init__(self, inner):  # type: ignore[no-untyped-def]
         self.inner, self.calls = inner, []
 
-    def __call__(self, promql: str):  # type: ignore[no-untyped-def]
+    def __call__(self, promql: str, at: float | None = None):  # type: ignore[no-untyped-def]
         self.calls.append(promql)
-        return self.inner(promql)
+        return self.inner(promql, at)
 
 
 def source(url: str, **overrides: float) -> tuple[PrometheusSource, CountingQuery]:
@@ -48,6 +48,25 @@ def test_one_query_per_signal_for_the_whole_fleet(prometheus: RealPrometheus,
     assert query.calls == ["timestamp(up)", "selfheal_test_service_up"]
     firing = next(f for f in obs.findings if f.host == "web2")
     assert firing.labels["unit"] == "a.service"
+
+
+def test_every_signal_of_a_sweep_is_read_at_the_sweep_instant(
+        prometheus: RealPrometheus, exporter: Exporter) -> None:
+    """Two signals on one series read at one instant agree, even when the series changes
+    between the two queries: here it changed after ``now``, and both still see the old value."""
+    exporter.gauge.labels("127.0.1.23:8080", "c.service").set(1)
+    prometheus.wait_for('selfheal_test_service_up{instance="127.0.1.23:8080"} == 1')
+    now = time.time()
+    exporter.gauge.labels("127.0.1.23:8080", "c.service").set(0)
+    prometheus.wait_for('selfheal_test_service_up{instance="127.0.1.23:8080"} == 0')
+    twin = Signal(name="service_up_twin", promql="selfheal_test_service_up", firing_when="== 0")
+    src, _ = source(prometheus.url)
+    obs = src.observe([SIGNAL, twin], HOSTS, now)
+    web3 = {f.signal: f.health for f in obs.findings if f.host == "web3"}
+    assert web3 == {"service_up": Health.HEALTHY, "service_up_twin": Health.HEALTHY}
+    later = src.observe([SIGNAL], HOSTS, time.time())
+    assert {f.health for f in later.findings if f.host == "web3"} == {Health.FIRING}
+    exporter.gauge.remove("127.0.1.23:8080", "c.service")
 
 
 def test_hostile_instance_label_is_refused(prometheus: RealPrometheus,
