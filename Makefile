@@ -3,9 +3,11 @@
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
-# Pinned, hashed dependency sets (see docs/supply-chain.md): what a controller installs, and that
-# plus the test tools. `make lock` regenerates both from pyproject.toml.
+# Pinned, hashed dependency sets (see docs/supply-chain.md): what a controller installs, that plus
+# the LLM extra (litellm), and both plus the test tools. `make lock` regenerates them from
+# pyproject.toml.
 LOCK := requirements.lock
+LLM_LOCK := requirements-llm.lock
 DEV_LOCK := requirements-dev.lock
 UV ?= $(VENV)/bin/uv
 UV_COMPILE := $(UV) pip compile --quiet --generate-hashes --python-version 3.11 \
@@ -49,7 +51,8 @@ $(VENV)/.installed: pyproject.toml $(DEV_LOCK)
 # installs it. tests/unit/test_supply_chain.py checks pyproject.toml and the locks agree.
 lock: venv
 	$(BUILD_REQUIRES) | $(UV_COMPILE) pyproject.toml - -o $(LOCK)
-	$(BUILD_REQUIRES) | $(UV_COMPILE) pyproject.toml - --extra dev -o $(DEV_LOCK)
+	$(BUILD_REQUIRES) | $(UV_COMPILE) pyproject.toml - --extra llm -o $(LLM_LOCK)
+	$(BUILD_REQUIRES) | $(UV_COMPILE) pyproject.toml - --extra dev --extra llm -o $(DEV_LOCK)
 
 # ansible-lint reads ansible/.ansible-lint (profile production) and calls ansible-config: the
 # venv's bin goes first on PATH.

@@ -218,6 +218,54 @@ class ServeSettings(_Group):
                           "it, mode 0600) or SELFHEAL_SERVE__TOKEN")
 
 
+class LlmSettings(_Group):
+    """The optional model that explains a diagnosis (``pip install selfheal[llm]``).
+
+    Unset ``model``: rules alone, fully working, and litellm is never imported. The model only
+    proposes: its answer must name a catalog remediation with parameters that pass the catalog's
+    patterns, it can raise a risk tier but never lower it, and a disagreement with the rules
+    needs a human's approval (docs/rca.md).
+    """
+
+    model: str | None = Field(
+        None, min_length=1, description="a litellm model string, e.g. openai/gpt-4o-mini or "
+        "ollama/llama3.1; unset: rules alone")
+    api_base: str | None = Field(None, description="the model server's base URL, if not the "
+                                 "provider's default (a local OpenAI-compatible server)")
+    api_key_env: str | None = Field(
+        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$",
+        description="name of the environment variable holding the API key (never the key)")
+    timeout_s: float = Field(20.0, gt=0, le=300, description="one call's deadline; a slower "
+                             "model is an error and the rules answer alone")
+    temperature: float = Field(0.0, ge=0, le=0.3, description="sampling temperature (<= 0.3)")
+
+    @field_validator("api_base")
+    @classmethod
+    def _http_base(cls, v: str | None) -> str | None:
+        if v is not None:
+            parts = urlsplit(v)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("write http://HOST:PORT[/PATH] or https://...")
+            if parts.username or parts.password:
+                raise ValueError("no credentials in api_base; name the key's variable in "
+                                 "llm.api_key_env")
+        return v
+
+
+class RcaSettings(_Group):
+    """Root-cause analysis: the context gathered for an incident and where the stage runs."""
+
+    in_sweep: bool = Field(True, description="explain new incidents during the sweep, after "
+                           "its fixes ran (never before a fix)")
+    deadline_s: float = Field(40.0, gt=0, le=600, description="longest the stage may add to a "
+                              "sweep, for all new incidents together")
+    history_s: float = Field(7200.0, ge=300, description="metric timeline window")
+    points: int = Field(24, ge=4, le=240, description="points kept per signal's timeline")
+    journal_minutes: int = Field(30, ge=1, le=1440, description="journal warnings from the "
+                                 "last N minutes")
+    host_facts: bool = Field(True, description="run the read-only `diagnose` role on the host")
+
+
 class LogSettings(_Group):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "console"] = "console"
@@ -239,6 +287,8 @@ class Settings(BaseSettings):
     notify: NotifySettings = NotifySettings()
     health: HealthSettings = HealthSettings()
     serve: ServeSettings = ServeSettings()
+    llm: LlmSettings = LlmSettings()
+    rca: RcaSettings = RcaSettings()
     source_file: Path | None = Field(None, exclude=True)
 
 

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -137,6 +137,13 @@ class Controller:
     # one actor at a time on the fleet: sweeps, retries and runs by hand in other processes
     # share the store, so each takes this lock (wiring: a file lock in the state dir)
     exclusive: Callable[[], AbstractContextManager[None]] = nullcontext
+    # root-cause analysis of each NEW incident (rca.stage.RcaStage.for_incident): run after the
+    # sweep's fixes, so it never delays one, in threads cut off at explain_deadline_s; what it
+    # returns is kept in the incident's detail, and what it passed to its last argument (the
+    # rules' report, before the model is asked) is kept when it runs out of time
+    explain: Callable[[Incident, HostVerdict, Diagnosis, Callable[[Mapping[str, Any]], None]],
+                      Mapping[str, Any]] | None = None
+    explain_deadline_s: float = 40.0
     _running: int = field(default=0, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
@@ -172,6 +179,7 @@ class Controller:
         verdicts, refused, error = self.look()
         actions: list[Action] = []
         runnable: list[Admitted] = []
+        fresh: list[tuple[int, HostVerdict, Diagnosis]] = []  # incidents opened this sweep
         if error is None:
             if not dry_run:
                 if any(v.diagnoses for v in verdicts):
@@ -190,15 +198,74 @@ class Controller:
                         runnable.append(admitted)
                     else:
                         actions.append(admitted)
+                    opened = (admitted.incident.id if isinstance(admitted, Admitted)
+                              and admitted.incident else getattr(admitted, "incident_id", None))
+                    if opened is not None and (diagnosis.host, diagnosis.fault,
+                                               diagnosis.subject) not in view.active:
+                        fresh.append((opened, verdict, diagnosis))
         if runnable:
             workers = max(1, self.rules.policy.max_concurrent)
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 fn = self._dry_run if dry_run else self._remediate
                 actions.extend(pool.map(lambda a: fn(a.incident, a.plan), runnable))
+        if fresh and self.explain is not None:
+            self._explain_new(fresh)
         # a dry run changes nothing, the detectors' saved state included
         anomalies = self.detect(started, persist=not dry_run) if error is None else None
         return SweepReport(started, self.clock(), tuple(verdicts), tuple(actions), refused,
                            error, dry_run, anomalies)
+
+    def _explain_new(self, fresh: list[tuple[int, HostVerdict, Diagnosis]]) -> None:
+        """Root-cause analysis of the incidents this sweep opened, after its fixes: in threads,
+        all cut off at ``explain_deadline_s``; each result is written from this thread (the
+        fixes are done, so nothing else writes these incidents now). A disagreement between
+        the rules and the model, or a raised tier, is told and makes the next plan of a still
+        open incident need approval (``_admit``)."""
+        assert self.explain is not None
+        explain = self.explain
+        deadline = time.monotonic() + self.explain_deadline_s
+        pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rca")
+        jobs = {}
+        partial: dict[int, Mapping[str, Any]] = {}
+        for incident_id, verdict, diagnosis in fresh:
+            incident = self.store.get(incident_id)
+            if incident is not None and incident.fault == diagnosis.fault and (
+                    "rca" not in incident.detail):
+                jobs[incident_id] = pool.submit(explain, incident, verdict, diagnosis,
+                                                _keeper(partial, incident_id))
+        try:
+            for incident_id, job in jobs.items():
+                try:
+                    found = dict(job.result(timeout=max(0.0, deadline - time.monotonic())))
+                except FutureTimeout:
+                    found = dict(partial.get(incident_id) or {})
+                    report = dict(found.get("rca") or {})
+                    report["llm"] = {"status": "error", "reason": (
+                        f"the analysis passed its {self.explain_deadline_s:g} s deadline in the "
+                        "sweep" + (": the rules' report stands alone" if report else "")
+                        + "; `selfheal diagnose HOST` runs it without one")}
+                    found["rca"] = report
+                except Exception as exc:  # an advisory stage: never stop the sweep
+                    log.exception("root-cause analysis failed", extra={"incident": incident_id})
+                    found = {"rca": {"llm": {"status": "error",
+                                             "reason": f"{type(exc).__name__}: analysis failed"}}}
+                self._keep_explanation(incident_id, found)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _keep_explanation(self, incident_id: int, found: Mapping[str, Any]) -> None:
+        current = self.store.get(incident_id)
+        if current is None:
+            return
+        report = found.get("rca") or {}
+        llm = report.get("llm") or {}
+        ask = bool(report.get("needs_approval"))
+        note = (f"root-cause analysis: {report.get('summary', 'not available')}; model "
+                f"{llm.get('status', 'off')}: {llm.get('reason', '')}")[:500]
+        self._move(current, current.state, note, tell=ask, detail={**current.detail, **found})
+        self.store.audit("incident.explained", f"{current.host}/{current.fault}",
+                         {"incident": incident_id, "llm": llm.get("status", "off"),
+                          "needs_approval": ask})
 
     def _view(self, verdicts: list[HostVerdict], now: float, dry_run: bool) -> _SweepView:
         """What every admission shares, read from the store once per sweep."""
@@ -392,6 +459,7 @@ class Controller:
                                       f"{entry.name} {dict(plan.params)}" if reask else
                                       f"plan changed: {entry.name} {dict(plan.params)}",
                                       tell=reask, **changes)
+        plan = _raised_by_analysis(plan, incident)
         pending = [PastRun(a.plan.targets[0], a.plan.remediation, now, False, a.plan.subject)
                    for a in queued]
         state = PolicyState(now=now, fleet_size=view.fleet, broken_hosts=view.broken,
@@ -616,6 +684,25 @@ class Controller:
                       incident.detected_at, incident.remediation_started_at,
                       incident.remediation_finished_at, incident.resolved_at,
                       subject=incident.subject)
+
+
+def _keeper(store: dict[int, Mapping[str, Any]], key: int
+            ) -> Callable[[Mapping[str, Any]], None]:
+    """A callback that keeps an analysis's latest partial result under ``key``."""
+    def keep(found: Mapping[str, Any]) -> None:
+        store[key] = found
+    return keep
+
+
+def _raised_by_analysis(plan: Plan, incident: Incident | None) -> Plan:
+    """The plan with its risk tier raised by the incident's root-cause analysis: the model's
+    higher tier, or tier 3 (approval) when the model and the rules disagree. Never lowered."""
+    report = incident.detail.get("rca") if incident is not None else None
+    if not isinstance(report, Mapping):
+        return plan
+    tier = max(plan.risk_tier, int(report.get("risk_tier") or 0),
+               3 if report.get("needs_approval") else 0)
+    return replace(plan, risk_tier=tier) if tier > plan.risk_tier else plan
 
 
 def _recovered(findings: Iterable[Finding], signal: Signal, plan: Plan, host: str,

@@ -6,6 +6,7 @@ Called by the CLI commands, the lab demo and the benchmarks.
 from __future__ import annotations
 
 import logging
+import os
 
 from orchestrator.config import Settings
 from orchestrator.detection import AnomalyWatch
@@ -14,8 +15,10 @@ from orchestrator.errors import RulesError
 from orchestrator.execute.inventory import Inventory, load_inventory
 from orchestrator.execute.runner import AnsibleExecutor
 from orchestrator.notify import Notifier
+from orchestrator.rca.stage import RcaStage
 from orchestrator.rules import Rules, load_rules
-from orchestrator.sources.prometheus import PrometheusSource, connect
+from orchestrator.sources.client import access
+from orchestrator.sources.prometheus import PrometheusSource, connect, connect_range
 from orchestrator.store.audit import chain_marker, key_for_new_chain, read_key
 from orchestrator.store.db import Store, recorded_history
 from orchestrator.store.lock import ACT_WAIT_S, controller_lock
@@ -41,9 +44,32 @@ def store_for(settings: Settings) -> Store:
     return Store(url, key, chain_marker=chain_marker(path))
 
 
+def secrets_of(settings: Settings) -> tuple[str, ...]:
+    """Every secret selfheal holds, so the root-cause analysis redacts them wherever they
+    appear (a journal line, a prompt, a model's answer)."""
+    found = [*access(settings.prometheus).secrets,
+             *(url.get_secret_value() for url in settings.notify.urls)]
+    key_env = settings.llm.api_key_env
+    if key_env and os.environ.get(key_env):
+        found.append(os.environ[key_env])
+    return tuple(found)
+
+
+def rca_for(settings: Settings, rules: Rules, inventory: Inventory, executor: AnsibleExecutor,
+            store: Store | None) -> RcaStage:
+    """The root-cause analysis stage (``selfheal diagnose`` and the sweep's hook)."""
+    return RcaStage(rules=rules, inventory=inventory, settings=settings.rca, llm=settings.llm,
+                    query_range=connect_range(settings.prometheus), executor=executor,
+                    store=store, instance_label=settings.prometheus.instance_label,
+                    secrets=secrets_of(settings))
+
+
 def controller_for(settings: Settings, rules: Rules | None = None,
                    inventory: Inventory | None = None, store: Store | None = None) -> Controller:
     inventory = inventory or inventory_for(settings)
+    rules = rules or rules_for(settings)
+    executor = AnsibleExecutor(settings.ansible, inventory, settings.state.dir / "runs")
+    store = store or store_for(settings)
     query = connect(settings.prometheus)
     watch = None
     if (settings.rules.dir / "detection.yml").is_file():
@@ -54,12 +80,15 @@ def controller_for(settings: Settings, rules: Rules | None = None,
             raise  # a broken detection.yml is the operator's to fix: say so, exit 2
         except Exception:  # detection is advisory; a bad model or state must not stop healing
             log.exception("detection disabled for this run: it could not start")
+    stage = rca_for(settings, rules, inventory, executor, store) if settings.rca.in_sweep else None
     return Controller(
-        rules=rules or rules_for(settings),
+        rules=rules,
         inventory=inventory,
         source=PrometheusSource(query, settings.prometheus),
-        executor=AnsibleExecutor(settings.ansible, inventory, settings.state.dir / "runs"),
-        store=store or store_for(settings),
+        executor=executor,
+        store=store,
+        explain=stage.for_incident if stage is not None else None,
+        explain_deadline_s=settings.rca.deadline_s,
         watch=watch,
         notify=Notifier.from_settings(settings.notify).incident_changed,
         exclusive=lambda: controller_lock(settings.state.dir, wait_s=ACT_WAIT_S),

@@ -17,8 +17,7 @@ Exit codes: 0 ok, 1 needs a human (``status``: model missing, stale or unreadabl
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from typing import Any
 
 import typer
@@ -34,47 +33,17 @@ from orchestrator.cli.common import (
     handle_errors,
 )
 from orchestrator.config import Settings
-from orchestrator.errors import InventoryError, PermanentError, SourceUnavailable
+from orchestrator.errors import InventoryError, PermanentError
+from orchestrator.sources.prometheus import connect_range
 
 app = typer.Typer(help="Train and inspect the learned detection baselines.", no_args_is_help=True)
 
 MAX_POINTS = 10_000  # Prometheus refuses range queries of more than 11,000 points per series
+INCIDENT_PAD_S = 3600.0  # a fault starts before it is detected and settles after it is resolved
 
 
 class NoData(PermanentError):
     """Prometheus answered but holds no usable history for the window."""
-
-
-def range_query(settings: Settings) -> Callable[..., list[dict[str, Any]]]:
-    """``(promql, start, end, step) -> result`` over prometheus-api-client, in chunks of at most
-    ``MAX_POINTS`` steps, with a bounded retry and timeout; failures raise SourceUnavailable."""
-    from urllib3.util.retry import Retry
-
-    from orchestrator.sources.client import open_client
-
-    client, how = open_client(settings.prometheus, Retry(total=2, backoff_factor=0.5),
-                              max(settings.prometheus.timeout_s, 30.0))
-
-    def query(promql: str, start: float, end: float, step: str) -> list[dict[str, Any]]:
-        step_s = float(step.rstrip("s"))
-        merged: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
-        chunk_start = start
-        while chunk_start <= end:
-            chunk_end = min(end, chunk_start + (MAX_POINTS - 1) * step_s)
-            try:
-                part = client.custom_query_range(
-                    promql, datetime.fromtimestamp(chunk_start, UTC),
-                    datetime.fromtimestamp(chunk_end, UTC), step)
-            except Exception as exc:  # requests and the client raise many kinds
-                raise SourceUnavailable(how.explain(exc, f"the range query {promql!r}")) from exc
-            for series in part:
-                key = tuple(sorted(series.get("metric", {}).items()))
-                slot = merged.setdefault(key, {"metric": series.get("metric", {}), "values": []})
-                slot["values"].extend(series.get("values") or [])
-            chunk_start = chunk_end + step_s
-        return list(merged.values())
-
-    return query
 
 
 def _address_of(settings: Settings) -> tuple[dict[str, str], str | None]:
@@ -136,7 +105,7 @@ def train(
     now = time.time()
     end = float(int(now // step) * step)
     start = end - days * 86400.0
-    inner = range_query(settings)
+    inner = connect_range(settings.prometheus)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
                   "{task.total}"), TimeRemainingColumn(), console=err_console,
                   disable=json_output) as progress:

@@ -1,4 +1,9 @@
-"""``selfheal diagnose HOST``: what selfheal sees on one host and what it would do (no action)."""
+"""``selfheal diagnose HOST``: what selfheal sees on one host, why, and what it would do.
+
+Changes nothing: the root-cause report (``orchestrator.rca``) gathers the host's metric timeline,
+its facts through the read-only ``diagnose`` role and similar past incidents, reports by the rules,
+then asks the model when ``llm.model`` is set (not with ``--no-llm``).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import time
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from orchestrator.cli.common import (
     JSON_OPTION,
@@ -21,14 +27,19 @@ from orchestrator.core.plan import build_plan, first_remediation
 from orchestrator.core.policy import decide
 from orchestrator.errors import PermanentError
 from orchestrator.models import Health
-from orchestrator.wiring import controller_for
+from orchestrator.rca.report import Report
+from orchestrator.wiring import controller_for, rca_for
 
 
 @handle_errors
 def diagnose(host: str = typer.Argument(..., help="inventory host name"),
+             no_llm: bool = typer.Option(False, "--no-llm", help="rules alone, even when "
+                                         "llm.model is set"),
              json_output: bool = JSON_OPTION) -> None:
-    """Show one host's signals, diagnosis and the plan selfheal would run. Changes nothing."""
-    controller = controller_for(State.settings())
+    """Show one host's signals, diagnosis, root-cause report and the plan selfheal would run.
+    Changes nothing."""
+    settings = State.settings()
+    controller = controller_for(settings)
     controller.inventory.resolve([host])
     verdicts, refused, error = controller.look()
     verdict = next(v for v in verdicts if v.host == host)
@@ -57,6 +68,11 @@ def diagnose(host: str = typer.Argument(..., help="inventory host name"),
                       "verdict": decision.verdict.value, "reasons": list(decision.reasons)})
     anomalies = controller.detect(time.time(), persist=False) if error is None else None
     mine = [f for f in anomalies.findings if f.host == host] if anomalies else []
+    stage = rca_for(settings, controller.rules, controller.inventory, controller.executor,
+                    controller.store)
+    context = stage.gather(verdict, verdict.diagnoses[0] if verdict.diagnoses else None)
+    reports = [stage.explain(verdict, d, context, use_llm=not no_llm).report
+               for d in (verdict.diagnoses or (None,))]
     code = OK if verdict.health is Health.HEALTHY else NEEDS_HUMAN
     if json_output:
         emit_json({"host": host, "health": verdict.health.value, "notes": list(verdict.notes),
@@ -64,7 +80,11 @@ def diagnose(host: str = typer.Argument(..., help="inventory host name"),
                    "anomalies": [to_jsonable(f) for f in mine],
                    "detection": anomalies.model_status if anomalies else None,
                    "diagnoses": [to_jsonable(d) for d in verdict.diagnoses], "plans": plans,
-                   "source_error": error, "refused": list(refused)})
+                   "source_error": error, "refused": list(refused),
+                   "rca": [r.as_data() for r in reports],
+                   "llm": {"status": reports[0].llm_status.value,
+                           "reason": reports[0].llm_reason},
+                   "context": context.as_data()})
     else:
         console.print(f"[bold]{host}[/]: {verdict.health.value}")
         for signal, health in verdict.signals.items():
@@ -87,4 +107,25 @@ def diagnose(host: str = typer.Argument(..., help="inventory host name"),
                           f"({'; '.join(p['reasons'])})", highlight=False)
         if error:
             console.print(f"  [yellow]unknown:[/] {error}", highlight=False)
+        for report in reports:
+            _print_report(report)
     raise typer.Exit(code)
+
+
+def _print_report(report: Report) -> None:
+    """The root-cause report for people; the model's words are marked as its own."""
+    out = [f"[bold]report[/]: {escape(report.summary)} (confidence {report.confidence:.2f}, "
+           f"by {report.diagnosed_by})",
+           f"  root cause: {escape(report.root_cause)}"]
+    if report.remediation:
+        out.append(f"  remediation: {report.remediation} (risk tier {report.risk_tier}"
+                   f"{', needs approval' if report.needs_approval else ''})")
+    out += [f"    step: {escape(step)}" for step in report.steps]
+    if report.prevention:
+        out.append(f"  prevention: {escape(report.prevention)}")
+    out += [f"    evidence: {escape(e)}" for e in report.evidence]
+    if report.model:
+        out.append(f"  model says (unverified): {escape(str(report.model.get('root_cause')))}")
+    out.append(f"  llm: {report.llm_status.value}: {escape(report.llm_reason)}")
+    for line in out:
+        console.print(line, highlight=False)

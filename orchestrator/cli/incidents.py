@@ -7,6 +7,7 @@ from contextlib import nullcontext
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from orchestrator.cli.common import (
     JSON_OPTION,
@@ -64,6 +65,13 @@ def show(incident_id: int = typer.Argument(...), json_output: bool = JSON_OPTION
         for t in transitions:
             console.print(f"  {when(t['at'])}  {t['from'] or '-':>17} -> {t['to']:<17} "
                           f"{t['note']}", highlight=False)
+        rca = incident.detail.get("rca")
+        if isinstance(rca, dict) and "summary" in rca:  # the root-cause report (docs/rca.md)
+            llm = rca.get("llm") or {}
+            for line in (f"root cause: {rca.get('root_cause', '')}",
+                         f"prevention: {rca.get('prevention', '')}",
+                         f"llm: {llm.get('status')}: {llm.get('reason')}"):
+                console.print(f"  {escape(line)}", highlight=False)
     raise typer.Exit(OK)
 
 

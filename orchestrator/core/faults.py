@@ -42,6 +42,7 @@ class Fault(_Rule):
     when_healthy: tuple[str, ...] = ()
     supersedes: tuple[str, ...] = ()
     remediations: tuple[str, ...] = ()
+    prevention: str = ""  # how to stop it happening again, for the root-cause report
 
     @property
     def lead(self) -> str:

@@ -34,7 +34,7 @@ from orchestrator.models import Outcome, OutcomeStatus, Plan
 
 log = logging.getLogger(__name__)
 
-Phase = Literal["remediate", "verify", "rollback"]
+Phase = Literal["remediate", "verify", "rollback", "diagnose"]  # diagnose: read-only facts
 KEEP_RUNS = 500  # run folders (artefacts) kept under runs_dir; older ones are removed
 _VAR_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
 

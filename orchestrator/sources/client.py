@@ -1,11 +1,12 @@
 """The one place a Prometheus HTTP client is built: credentials, CA file, and safe error text.
 
-Called by ``sources.prometheus.connect`` (the sweep's instant queries, the detection stage) and by
-``selfheal baseline train`` (range queries). Basic auth (``username`` with ``password`` or
-``password_file``, or a ``user:password@`` in the URL), a bearer token (``bearer_token`` or
-``bearer_token_file``) and a CA bundle (``ca_file``) come from ``PrometheusSettings``; secret
-files are read here, once per client. Every message built here names the settings to fix and
-holds no secret: the URL is shown redacted and any secret text is replaced by ``***``.
+Called by ``sources.prometheus.connect`` (the sweep's instant queries, the detection stage) and
+``connect_range`` (range queries: baseline training, root-cause analysis). Basic auth
+(``username`` with ``password`` or ``password_file``, or a ``user:password@`` in the URL), a
+bearer token (``bearer_token`` or ``bearer_token_file``) and a CA bundle (``ca_file``) come from
+``PrometheusSettings``; secret files are read here, once per client. Every message built here
+names the settings to fix and holds no secret: the URL is shown redacted and any secret text is
+replaced by ``***``.
 """
 
 from __future__ import annotations

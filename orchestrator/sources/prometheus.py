@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -60,6 +60,43 @@ def connect(settings: PrometheusSettings) -> QueryFn:
             return list(client.custom_query(promql, params=None if at is None else {"time": at}))
         except Exception as exc:  # requests and the client raise many kinds; all mean "no data"
             raise SourceUnavailable(how.explain(exc, repr(promql))) from exc
+
+    return query
+
+
+RangeFn = Callable[[str, float, float, str], list[dict[str, Any]]]
+MAX_POINTS = 10_000  # Prometheus refuses range queries of more than 11,000 points per series
+
+
+def connect_range(settings: PrometheusSettings) -> RangeFn:
+    """``(promql, start, end, step) -> result`` over prometheus-api-client, in chunks of at most
+    ``MAX_POINTS`` steps, with a bounded retry and timeout; failures raise SourceUnavailable.
+    Used by ``baseline train`` (weeks of history) and the root-cause analysis (two hours)."""
+    from datetime import UTC, datetime
+
+    from urllib3.util.retry import Retry
+
+    client, how = open_client(settings, Retry(total=2, backoff_factor=0.5),
+                              max(settings.timeout_s, 30.0))
+
+    def query(promql: str, start: float, end: float, step: str) -> list[dict[str, Any]]:
+        step_s = float(step.rstrip("s"))
+        merged: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
+        chunk_start = start
+        while chunk_start <= end:
+            chunk_end = min(end, chunk_start + (MAX_POINTS - 1) * step_s)
+            try:
+                part = client.custom_query_range(
+                    promql, datetime.fromtimestamp(chunk_start, UTC),
+                    datetime.fromtimestamp(chunk_end, UTC), step)
+            except Exception as exc:  # requests and the client raise many kinds
+                raise SourceUnavailable(how.explain(exc, f"the range query {promql!r}")) from exc
+            for series in part:
+                key = tuple(sorted(series.get("metric", {}).items()))
+                slot = merged.setdefault(key, {"metric": series.get("metric", {}), "values": []})
+                slot["values"].extend(series.get("values") or [])
+            chunk_start = chunk_end + step_s
+        return list(merged.values())
 
     return query
 

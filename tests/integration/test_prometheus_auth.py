@@ -237,7 +237,7 @@ def test_bearer_token_from_a_file_and_from_the_environment(
 
 def test_detection_and_baseline_training_authenticate_too(guarded: GuardedPrometheus,
                                                            tmp_path: Path) -> None:
-    from orchestrator.cli.baseline import range_query
+    from orchestrator.sources.prometheus import connect_range
 
     rules = tmp_path / "rules"
     rules.mkdir()
@@ -252,12 +252,12 @@ def test_detection_and_baseline_training_authenticate_too(guarded: GuardedPromet
     report = AnomalyWatch(settings, connect(settings.prometheus), HOSTS).observe(time.time())
     assert [(f.host, f.signal) for f in report.findings] == [("a1", "auth_svc")]
     now = time.time() + 2  # the client rounds times to seconds: never end before the 1st scrape
-    series = range_query(settings)(SIGNAL.promql, now - 10, now, "1s")
+    series = connect_range(settings.prometheus)(SIGNAL.promql, now - 10, now, "1s")
     assert {s["metric"]["instance"] for s in series} == {"127.0.43.1:8080", "127.0.43.2:8080"}
     wrong = settings.model_copy(update={"prometheus": PrometheusSettings(
         url=guarded.url, username=USER, password=WRONG, ca_file=guarded.ca)})
     with pytest.raises(SourceUnavailable, match="HTTP 401") as err:
-        range_query(wrong)(SIGNAL.promql, now - 10, now, "1s")
+        connect_range(wrong.prometheus)(SIGNAL.promql, now - 10, now, "1s")
     assert WRONG not in str(err.value)
 
 
