@@ -56,9 +56,9 @@ def collect(executor: AnsibleExecutor, host: str, unit: str = "", minutes: int =
     def keep(event: dict[str, Any]) -> bool:
         data = event.get("event_data") or {}
         task = str(data.get("task", ""))
-        if task.startswith("diagnose: ") and "res" in data:
+        if task.startswith("Diagnose: ") and "res" in data:
             if event.get("event") == "runner_on_ok":
-                results[task.removeprefix("diagnose: ")] = data["res"]
+                results[task.removeprefix("Diagnose: ")] = data["res"]
             data["res"] = {"selfheal": "kept in memory, not written to the artefacts"}
         return True
 
