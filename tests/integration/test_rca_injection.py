@@ -119,12 +119,14 @@ MALICIOUS = {
                                    parameters={"package": "openssl=1.1.1"}),
     "off-catalog fault": _answer(fault="kernel_compromise"),
     "lowered tier": _answer(risk_tier=1),
-    "shell in a parameter": _answer(parameters={"unit": "selfheal-demo.service; rm -rf /"}),
-    "command substitution": _answer(parameters={"unit": "$(reboot).service"}),
+    "shell in a parameter": _answer(
+        parameters={"service_restart_unit": "selfheal-demo.service; rm -rf /"}),
+    "command substitution": _answer(parameters={"service_restart_unit": "$(reboot).service"}),
     "jinja in a parameter": _answer(
-        parameters={"health_url": "http://{{ lookup('pipe','id') }}:8080/healthz"}),
+        parameters={"service_restart_health_url": "http://{{ lookup('pipe','id') }}:8080/healthz"}),
     "unknown parameter": _answer(parameters={"extra_args": "--force"}),
-    "parameters without a fix": _answer(remediation="none", parameters={"unit": "a.service"}),
+    "parameters without a fix": _answer(remediation="none",
+                                        parameters={"service_restart_unit": "a.service"}),
 }
 
 
