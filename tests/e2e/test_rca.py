@@ -61,7 +61,7 @@ def test_a_real_crash_is_explained_by_the_rules_with_the_hosts_facts(lab_fleet: 
     assert code == 1  # a fault: a human (or the sweep) acts
     report = out["rca"][0]  # type: ignore[index]
     assert report["fault"] == "service_crash" and report["remediation"] == "service_restart"
-    assert report["params"]["unit"] == UNIT and report["risk_tier"] == 1
+    assert report["params"]["service_restart_unit"] == UNIT and report["risk_tier"] == 1
     assert out["llm"]["status"] == "off"  # type: ignore[index]
     assert out["llm"]["reason"].endswith("rules alone")  # type: ignore[index]
     facts = out["context"]["facts"]  # type: ignore[index]
