@@ -44,9 +44,13 @@ def diagnose(host: str = typer.Argument(..., help="inventory host name"),
     verdicts, refused, error = controller.look()
     verdict = next(v for v in verdicts if v.host == host)
     plans: list[dict[str, Any]] = []
+    # the store's records and the guardrails' view are the same for every diagnosis: read once
+    records = controller.store.remediation_records()
+    state = controller.policy_state(
+        time.time(), sum(1 for v in verdicts if v.health is Health.FIRING), len(verdicts),
+        unknown_hosts=sum(1 for v in verdicts if v.health is Health.UNKNOWN))
     for d in verdict.diagnoses:
-        entry = first_remediation(d, controller.rules.catalog,
-                                  controller.store.remediation_records())
+        entry = first_remediation(d, controller.rules.catalog, records)
         if entry is None:
             plans.append({"fault": d.fault, "subject": d.subject, "remediation": None,
                           "verdict": "refuse", "reasons": ["no catalog remediation"]})
@@ -57,10 +61,6 @@ def diagnose(host: str = typer.Argument(..., help="inventory host name"),
             plans.append({"fault": d.fault, "subject": d.subject, "remediation": entry.name,
                           "verdict": "refuse", "reasons": [str(exc)]})
             continue
-        now = time.time()
-        state = controller.policy_state(
-            now, sum(1 for v in verdicts if v.health is Health.FIRING), len(verdicts),
-            unknown_hosts=sum(1 for v in verdicts if v.health is Health.UNKNOWN))
         decision = decide(plan, controller.rules.policy, state)
         plans.append({"fault": d.fault, "subject": d.subject, "remediation": entry.name,
                       "role": plan.role,

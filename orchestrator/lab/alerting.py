@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -39,6 +40,19 @@ PROMETHEUS = "/usr/bin/prometheus"
 class AlertPath:
     serve_url: str
     state_dir: Path  # serve's store: selfheal.db and audit.key
+
+
+def alertmanager_config(serve_port: int, token_file: Path, group_wait: str) -> dict[str, Any]:
+    """Alertmanager's configuration routing every alert to serve's ``/alert/batch`` on loopback,
+    with the bearer token read from ``token_file``, resolved notifications included."""
+    return {
+        "route": {"receiver": "selfheal", "group_by": ["alertname", "instance"],
+                  "group_wait": group_wait, "group_interval": "1s", "repeat_interval": "1h"},
+        "receivers": [{"name": "selfheal", "webhook_configs": [{
+            "url": f"http://127.0.0.1:{serve_port}/api/v1/alert/batch", "send_resolved": True,
+            "http_config": {"authorization": {"type": "Bearer",
+                                              "credentials_file": str(token_file)}}}]}],
+    }
 
 
 def _port() -> int:
@@ -74,13 +88,8 @@ def alert_path(paths: LabPaths, settings: Settings, rules_dir: Path, work: Path
     (work / "token").write_text(token)
     os.chmod(work / "token", 0o600)
     serve_port, am_port, prom_port = _port(), _port(), _port()
-    (work / "alertmanager.yml").write_text(yaml.safe_dump({
-        "route": {"receiver": "selfheal", "group_by": ["alertname", "instance"],
-                  "group_wait": "0s", "group_interval": "1s", "repeat_interval": "1h"},
-        "receivers": [{"name": "selfheal", "webhook_configs": [{
-            "url": f"http://127.0.0.1:{serve_port}/api/v1/alert/batch", "send_resolved": True,
-            "http_config": {"authorization": {"type": "Bearer",
-                                              "credentials_file": str(work / "token")}}}]}]}))
+    (work / "alertmanager.yml").write_text(
+        yaml.safe_dump(alertmanager_config(serve_port, work / "token", group_wait="0s")))
     scrape = yaml.safe_load(paths.prometheus_config.read_text())
     (work / "prometheus.yml").write_text(yaml.safe_dump({
         **scrape, "rule_files": [str(work / "alerts.yml")],

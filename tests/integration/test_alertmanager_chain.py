@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from orchestrator.alert_rules import alerting_rules
 from orchestrator.config import PROJECT_ROOT
+from orchestrator.lab.alerting import alertmanager_config
 from orchestrator.rules import load_rules
 from orchestrator.store import schema
 from tests.conftest import write_fault_rules
@@ -45,14 +46,8 @@ def chain(tmp_path: Path, exporter: Exporter) -> Iterator[tuple[RealPrometheus, 
     (tmp_path / "alerts.yml").write_text(yaml.safe_dump(data))
     serve_port, am_port, prom_port = free_port(), free_port(), free_port()
     (tmp_path / "token").write_text(TOKEN)
-    (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump({
-        "route": {"receiver": "selfheal", "group_by": ["alertname", "instance"],
-                  "group_wait": "1s", "group_interval": "1s", "repeat_interval": "1h"},
-        "receivers": [{"name": "selfheal", "webhook_configs": [{
-            "url": f"http://127.0.0.1:{serve_port}/api/v1/alert/batch", "send_resolved": True,
-            "http_config": {"authorization": {"type": "Bearer",
-                                              "credentials_file": str(tmp_path / "token")}}}]}],
-    }))
+    (tmp_path / "alertmanager.yml").write_text(
+        yaml.safe_dump(alertmanager_config(serve_port, tmp_path / "token", group_wait="1s")))
     am = spawn([ALERTMANAGER, f"--config.file={tmp_path / 'alertmanager.yml'}",
                 f"--storage.path={tmp_path / 'am-data'}",
                 f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address="],
