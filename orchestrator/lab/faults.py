@@ -5,7 +5,9 @@ through ``inject(fault, host)`` and ``clear(fault, host)``. Each fault is one en
 ``FAULTS``: a remote command run over SSH with the lab key, the command that undoes it, and the
 inventory group a host needs for it (``layout``). A fault may also run a step on the controller
 first (``prepare``: e.g. the lab CA issues the certificate a TLS fault installs) and wait after
-it until the host shows it (``settle``). The injection time is taken just before the command
+it until the host shows it (``settle``); a clear may likewise wait until Prometheus no longer
+sees the fault (``settle_clear``), so the next test on that host does not find the last one's
+fault still in a rate window. The injection time is taken just before the command
 runs and recorded in ``<lab>/state.json`` under ``injections``. To add a fault, add an entry and
 say in its ``description`` what a healthy fix looks like. Faults that must outlive the SSH
 session (a process holding a resource) run as transient systemd units.
@@ -19,10 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from orchestrator.errors import PermanentError, TargetError
-from orchestrator.lab import ca, demo_releases, services_web
+from orchestrator.lab import ca, demo_releases, procs, prometheus, services_process, services_web
 from orchestrator.lab.layout import APP, DB, WEB, runs
 from orchestrator.lab.paths import DEMO_UNIT, LabPaths, lab_paths
-from orchestrator.lab.probe import ssh_run
+from orchestrator.lab.probe import resolve_address, ssh_run
 from orchestrator.lab.services_postgres import APP_USER
 from orchestrator.lab.state import Injection, load_state, locked, record_injection
 
@@ -36,7 +38,8 @@ class Fault:
     """A fault the lab can inject: what it does, the command that does it on the host, the
     command that undoes it (``selfheal lab clear``), the group a host needs for it, and
     optional controller-side steps before (``prepare``, ``prepare_clear``) and after
-    (``settle``: wait until the host shows it)."""
+    (``settle``: wait until the host shows it; ``settle_clear``: until Prometheus no longer
+    sees it)."""
 
     description: str
     command: tuple[str, ...]
@@ -45,6 +48,7 @@ class Fault:
     prepare: Step | None = None
     settle: Step | None = None
     prepare_clear: Step | None = None
+    settle_clear: Step | None = None
 
 
 ROGUE_PID_FILE = "/run/selfheal-lab-rogue.pid"
@@ -95,6 +99,31 @@ def _served_certificate(kind: ca.Kind, description: str) -> Fault:
                  clear=_INSTALL_CERT, prepare_clear=services_web.stage("valid"), group=WEB)
 
 
+# Below this a group is idle (idle groups stay under 0.05 core); the catalog fires above 0.2.
+_QUIET_CORES = 0.05
+
+
+def _cpu_quiet(group: str, timeout: float = 60.0) -> Step:
+    """Wait until Prometheus shows process group ``group`` of the host idle again: a stopped
+    burner stays in the signal's 10 s rate window, and a sweep right after the clear (the next
+    test's) would still see a runaway there. ``PermanentError`` after ``timeout``."""
+
+    def settle(paths: LabPaths, host: str) -> None:
+        instance = f"{resolve_address(host)}:{services_process.PORT}"
+        promql = (f'sum(rate(namedprocess_namegroup_cpu_seconds_total{{instance="{instance}",'
+                  f'groupname="{group}"}}[10s]))')
+
+        def quiet() -> bool:
+            rows = prometheus.query(promql)
+            return all(float(row["value"][1]) < _QUIET_CORES for row in rows)
+
+        if not procs.wait_until(quiet, timeout, interval=1.0):
+            raise PermanentError(f"{group} on {host} still used CPU {timeout:.0f} s after the "
+                                 f"clear (query: {promql})")
+
+    return settle
+
+
 FILL = "/usr/local/bin/selfheal_lab_fill.py"
 DISK_UNIT = "selfheal-lab-disk-fill.service"
 DB_UNIT = "selfheal-lab-db-fill.service"
@@ -136,11 +165,13 @@ FAULTS: dict[str, Fault] = {
         description="a rogue sha256sum outside any unit burns a core (stop or renice it to heal)",
         command=("sh", "-c", _ROGUE),
         clear=("sh", "-c", _UNROGUE),
+        settle_clear=_cpu_quiet("sha256sum"),
     ),
     "cpu_runaway_unit": Fault(
         description=f"{DEMO_UNIT}'s own process starts a busy thread (SIGUSR1; restart heals)",
         command=("systemctl", "kill", "--kill-whom=main", "--signal=SIGUSR1", DEMO_UNIT),
         clear=("systemctl", "kill", "--kill-whom=main", "--signal=SIGUSR2", DEMO_UNIT),
+        settle_clear=_cpu_quiet("selfheal_demo.py"),
         group=APP,
     ),
     "memory_leak": Fault(
@@ -205,6 +236,8 @@ def clear(fault: str, host: str) -> None:
         _run(chosen.clear, f"clearing {fault} on {host}", host, paths)
         if chosen.settle is not None:
             chosen.settle(paths, host)
+        if chosen.settle_clear is not None:
+            chosen.settle_clear(paths, host)
     log.info("cleared %s on %s", fault, host)
 
 
