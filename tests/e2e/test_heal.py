@@ -151,6 +151,7 @@ def test_dry_run_changes_nothing(lab_fleet: None, tmp_path: Path) -> None:
         assert (signals["node_up"], signals["service_up"]) == ("healthy", "firing"), signals
         (plan,) = diagnosis["plans"]
         assert (plan["remediation"], plan["verdict"]) == ("service_restart", "run")
+        assert plan["subject"] == f"unit={UNIT}"  # the one unit of a mixed host it would touch
         assert plan["params"]["service_restart_unit"] == UNIT
         time.sleep(1)
         assert unit_state("vps3") == "failed"

@@ -80,6 +80,12 @@ def test_a_healthy_host_reports_no_fault(lab_fleet: None) -> None:
     code, out = diagnose_json(host)
     report = out["rca"][0]  # type: ignore[index]
     assert code == 0 and report["fault"] is None and report["remediation"] is None
+    # the mixed lab's last host runs no database and no web server: those signals do not
+    # concern it (neither shown nor unknown), and what it does export is healthy
+    assert out["health"] == "healthy", out["notes"]
+    signals = dict(out["signals"])  # type: ignore[call-overload]
+    assert signals and set(signals.values()) == {"healthy"}, signals
+    assert not {"db_pool_used", "tls_cert_expiry"} & set(signals), signals
     assert out["llm"]["status"] == "off"  # type: ignore[index]
     assert "no model configured" in out["llm"]["reason"]  # type: ignore[index]
 
