@@ -1,4 +1,6 @@
-"""Shared fixtures: the project's real rules and roles, and temporary state dirs."""
+"""Shared fixtures: the project's real rules and roles, temporary state dirs, and selfheal
+installed from its wheel (built once per session: tests/integration/test_install.py and
+tests/e2e/test_installed_heal.py only run its commands, each in its own working folder)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import yaml
 
 from orchestrator.config import PROJECT_ROOT
 from orchestrator.rules import Rules, load_rules
+from tests.installed import installed_venv
 
 RULES_DIR = PROJECT_ROOT / "rules"
 ROLES_DIR = PROJECT_ROOT / "ansible" / "roles"
@@ -17,6 +20,12 @@ ROLES_DIR = PROJECT_ROOT / "ansible" / "roles"
 @pytest.fixture(scope="session")
 def rules() -> Rules:
     return load_rules(RULES_DIR, ROLES_DIR)
+
+
+@pytest.fixture(scope="session")
+def installed_selfheal(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The venv selfheal's wheel was installed into, outside the checkout (built once)."""
+    return installed_venv(tmp_path_factory.mktemp("installed"))
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from orchestrator.config import PROJECT_ROOT, load_settings
 from orchestrator.drill import await_drill
 from orchestrator.store.audit import read_key
 from orchestrator.store.db import Store
-from tests.installed import clean_env, installed_venv, ok, sh
+from tests.installed import clean_env, ok, sh
 
 pytestmark = pytest.mark.e2e
 HOST = "vps3"  # an app host: runs the demo service, no web or db role
@@ -51,16 +51,16 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     raise AssertionError(f"{url} never answered ok; see {log}")
 
 
-def test_the_installed_wheel_inits_and_heals_a_crash(lab_fleet: None,
-                                                     tmp_path_factory: pytest.TempPathFactory
-                                                     ) -> None:
-    work = tmp_path_factory.mktemp("installed")
-    venv = installed_venv(work)
+def test_the_installed_wheel_inits_and_heals_a_crash(lab_fleet: None, installed_selfheal: Path,
+                                                     tmp_path: Path) -> None:
+    work, venv = tmp_path, installed_selfheal
     lab_settings = load_settings(lab.lab_paths().settings_file)
+    inventory = lab_settings.inventory.path
+    assert inventory is not None, "the lab's settings name its inventory"
     etc, state = work / "etc", work / "state"
     ok(sh(venv / "bin" / "selfheal", "init", etc,
           "--prometheus-url", lab_settings.prometheus.url,
-          "--inventory", lab_settings.inventory.path, "--state-dir", state, cwd=work))
+          "--inventory", inventory, "--state-dir", state, cwd=work))
     settings = yaml.safe_load((etc / "selfheal.yml").read_text())
     port = free_port()
     settings["serve"].update(listen=f"127.0.0.1:{port}", sweep_every_s=1)

@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.installed import installed_venv, ok, sh
+from tests.installed import ok, sh
 from tests.integration.conftest import RealPrometheus
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return installed_venv(tmp_path_factory.mktemp("install"))
+@pytest.fixture
+def venv(installed_selfheal: Path) -> Path:
+    return installed_selfheal
 
 
 def test_help_lists_the_commands(venv: Path, tmp_path: Path) -> None:
