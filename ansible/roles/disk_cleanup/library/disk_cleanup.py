@@ -121,12 +121,12 @@ class Walk:
     """A file reached from a configured folder one directory at a time, never via a symlink."""
 
     def __init__(self, roots: list[str], path: str) -> None:
-        root = next((r for r in roots if path.startswith(r + "/")), None)
+        root = next((r for r in roots if path.startswith(r.rstrip("/") + "/")), None)
         if root is None:
             raise OSError(f"{path} is outside the configured folders")
         self.fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         self.dev = os.fstat(self.fd).st_dev
-        *folders, self.name = path[len(root) + 1:].split("/")
+        *folders, self.name = path[len(root.rstrip("/")) + 1:].split("/")
         for folder in folders:
             nxt = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=self.fd)
             os.close(self.fd)
@@ -256,7 +256,7 @@ def main() -> None:
     to_compress = chosen(rotated, mount.st_dev, held, old_paths,
                          ("path", "size", "mtime", "inode", "checksum", "mode"), p["max_files"])
     left = sorted({str(f["path"]) for f in old + rotated} & held)
-    changed = False
+    changed = check and bool(to_delete or to_compress)  # check mode: what a run would change
     errors: list[str] = []
     deleted = deleted_bytes = compressed = 0
     skipped = [c for c in configured if c not in safe]
