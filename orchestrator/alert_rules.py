@@ -5,8 +5,11 @@ Called by ``selfheal alert-rules``. One alert per fault, on the fault's lead sig
 how serve groups alerts by root cause. The expression keeps the signal's labels, so the alert
 carries its subject (``unit``, ``mountpoint``) as the incident will. The alert only wakes a
 sweep; the sweep judges the whole rule (every ``when_firing`` and ``when_healthy`` signal) from
-Prometheus as always, so the alert may be broader than the fault. Faults that fire only on
-detector findings have no PromQL to alert on and are listed in a comment instead. Pure: no I/O.
+Prometheus as always, so the alert may be broader than the fault. Faults that need a learned
+detector's finding (``when_detected``) have no PromQL that says they fire: an alert on their
+PromQL part alone would page for a fault that is not there (every service whose memory grows,
+without the forecast), so they are listed in a comment instead; the sweep finds them. Pure: no
+I/O.
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ def alerting_rules(faults: FaultRules) -> tuple[dict[str, Any], tuple[str, ...]]
     rules: list[dict[str, Any]] = []
     skipped: list[str] = []
     for name, fault in sorted(faults.faults.items()):
-        if not fault.when_firing:
-            skipped.append(f"{name}: fires on detector findings only, no PromQL to alert on")
+        if fault.when_detected:
+            skipped.append(f"{name}: needs a learned detector's finding, which Prometheus does "
+                           "not compute; the sweep finds it")
             continue
         signal = faults.signals[fault.lead]
         comparison = signal.comparison
