@@ -100,8 +100,11 @@ def test_the_sweep_heals_first_then_keeps_the_analysis(lab_fleet: None, tmp_path
     hosts = sorted(controller.inventory.hosts)
     host = hosts[0]
     before = {h: started(h) for h in hosts if h != host}
-    result = run_drill(controller, "service_crash", host, lambda f, h: lab.inject(f, h)
-                       .injected_at, timeout_s=150)
+    try:
+        result = run_drill(controller, "service_crash", host, lambda f, h: lab.inject(f, h)
+                           .injected_at, timeout_s=150)
+    finally:
+        lab.clear("service_crash", host)  # a failed heal must not leave the next test a crash
     incident = next(i for i in controller.store.incidents() if i.host == host)
     assert result.resolved_at is not None and incident.state.value == "resolved"
     rca = incident.detail["rca"]
