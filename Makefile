@@ -61,18 +61,28 @@ lint: venv
 	$(VENV)/bin/mypy
 	cd ansible && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" ansible-lint
 
-# The roles' molecule scenarios (ansible/roles/*/molecule/default) against the lab: each boots
-# the lab or reuses a running one (yours: SELFHEAL_LAB_* as in docs/lab.md), injects its role's
-# fault, converges, checks idempotence, verifies, rolls back and clears the fault; a lab it
-# booted it takes down again. `make test` runs them too (tests/e2e/test_molecule.py).
+# The roles' molecule scenarios (ansible/roles/*/molecule/default) against the lab (yours:
+# SELFHEAL_LAB_* as in docs/lab.md): each injects its role's fault, converges, checks
+# idempotence, verifies, rolls back and clears the fault. A lab already running is reused; else
+# it is booted once for all of them (3 hosts) and taken down at the end. Every scenario runs even
+# when one fails; the failed ones are named at the end. `make test` runs one of them in full and
+# checks all without the lab (README.md, "Development").
 MOLECULE_ROLES := $(patsubst ansible/roles/%/molecule/default/molecule.yml,%,\
 	$(wildcard ansible/roles/*/molecule/default/molecule.yml))
+LAB_RUNNING := $(VENV)/bin/selfheal lab status --json 2>/dev/null | $(VENV)/bin/python -c \
+	'import json, sys; sys.exit(not any(h["running"] for h in json.load(sys.stdin)["hosts"]))'
 
 molecule: deps venv
-	@for role in $(MOLECULE_ROLES); do \
-		echo "== molecule test: $$role"; \
-		(cd ansible/roles/$$role && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" molecule test) || exit 1; \
-	done
+	@if $(LAB_RUNNING); then booted=; else $(VENV)/bin/selfheal lab up --hosts 3 || exit 1; booted=1; fi; \
+	failed=; for role in $(MOLECULE_ROLES); do \
+		echo "== molecule test: $$role ($$(date +%T), load $$(cut -d' ' -f1-3 /proc/loadavg))"; \
+		start=$$SECONDS; \
+		(cd ansible/roles/$$role && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" molecule test) \
+			&& result=passed || { result=FAILED; failed="$$failed $$role"; }; \
+		echo "== $$role: $$result in $$((SECONDS - start)) s (load $$(cut -d' ' -f1-3 /proc/loadavg))"; \
+	done; \
+	if [ -n "$$booted" ]; then $(VENV)/bin/selfheal lab down; fi; \
+	if [ -n "$$failed" ]; then echo "molecule failed:$$failed"; exit 1; fi
 
 clean-lab: venv
 	$(VENV)/bin/selfheal lab down

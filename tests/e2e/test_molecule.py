@@ -6,11 +6,17 @@ fault with ``selfheal lab inject``, converge runs the role, idempotence runs it 
 no change, verify runs the role's tasks/verify.yml, side_effect injects the fault again, fixes it
 and runs tasks/rollback.yml, verify runs again, and destroy clears the fault.
 
-The suite runs one scenario, service_restart's (``IN_SUITE``), to keep ``make test`` within its
-time budget; ``make molecule`` runs them all. Measured here: disk_cleanup's full ``molecule
-test`` took 28 min of wall time for 65 s of CPU at a load average of 45-80 on 2 cores (other
-agents' test suites), so the wall time says more about the machine's load than the scenario.
-``tests/unit/roles/test_molecule_scenarios.py`` checks every scenario's shape without the lab.
+The suite runs ONE scenario in full, service_restart's (``IN_SUITE``), to keep ``make test`` within
+its time budget: it is the cheapest, and it runs the shared create, prepare and destroy playbooks
+every scenario uses. ``make molecule`` runs all seven, and
+``tests/unit/roles/test_molecule_scenarios.py`` covers every role without the lab (a scenario per
+role, its shape, a syntax check of its playbooks, the role options they pass). Measured 2026-11-29
+on the 2-core machine shared with two other agents, lab of 3-4 hosts, one ``make molecule`` run
+(wall time, load average at the start/end): service_restart 119 s (6.5/5.8), release_rollback 155 s
+(6.4/4.2), diagnose 181 s (10.7/10.6), disk_cleanup 199 s (10.6/6.4), runaway_process 208 s
+(4.2/6.5), db_terminate_idle 209 s (6.5/10.7), tls_renew 224 s (5.8/10.4): 21.6 min for all seven.
+This test alone (service_restart): 120 s at a load of 3.5-7. Wall time here says as much about the
+machine's load as about the scenario.
 """
 
 from __future__ import annotations
