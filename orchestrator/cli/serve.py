@@ -58,7 +58,8 @@ def serve(
 
     thread = threading.Thread(target=sweeping, name="sweep-loop", daemon=True)
     app = create_app(intake, store, token, settings.serve.max_body_bytes,
-                     alive=thread.is_alive, times=lambda: loop.times)
+                     alive=thread.is_alive, times=lambda: loop.times,
+                     sweeps=lambda: dict(loop.sweeps))
     server = uvicorn.Server(uvicorn.Config(app, host=host.strip("[]"), port=int(port),
                                            log_config=None, access_log=False,
                                            lifespan="off"))
