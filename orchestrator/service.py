@@ -43,10 +43,15 @@ class SweepLoop:
 
     def __init__(self, settings: Settings, build: Callable[[], Controller], every: float,
                  dry_run: bool = False,
-                 on_report: Callable[[SweepReport], None] | None = None) -> None:
+                 on_report: Callable[[SweepReport], None] | None = None,
+                 recheck_s: float = 0.0) -> None:
         self.settings = settings
         self.build = build
         self.every = every
+        # a woken host whose sweep found nothing while its alert still fires is swept again
+        # every RETRY_S for this long: the controller's Prometheus may lag the one that fired
+        self.recheck_s = recheck_s
+        self._watch: dict[str, float] = {}  # woken host -> when its rechecks end (monotonic)
         self.dry_run = dry_run
         self.on_report = on_report
         self.controller = build()
@@ -65,8 +70,11 @@ class SweepLoop:
     def wake(self, hosts: Iterable[str]) -> None:
         """Sweep ``hosts`` now (or right after the sweep in hand); the next fleet sweep stays
         on its schedule."""
+        named = set(hosts)
         with self._lock:
-            self._hosts.update(hosts)
+            self._hosts.update(named)
+            if self.recheck_s > 0:
+                self._watch.update(dict.fromkeys(named, time.monotonic() + self.recheck_s))
             self._wake.set()
 
     def stop(self) -> None:
@@ -107,9 +115,11 @@ class SweepLoop:
             until = due
             if fleet or hosts:
                 try:
-                    self.once(None if fleet else hosts)
+                    report = self.once(None if fleet else hosts)
                     self.sweeps["schedule" if fleet else "alert"] += 1
                     self.skipped = False
+                    if self._recheck(report):
+                        until = min(due, time.monotonic() + RETRY_S)
                 except TemporaryError as exc:  # lock busy, store down: wait and go on
                     log.error("sweep skipped; trying again", extra={"error": str(exc)})
                     self.skipped = True
@@ -119,6 +129,30 @@ class SweepLoop:
                         until = min(due, time.monotonic() + RETRY_S)
             if not self._stop.is_set():  # stop() sets the flag before the event
                 self._wake.wait(max(0.0, until - time.monotonic()))
+
+    def _recheck(self, report: SweepReport) -> bool:
+        """Queue again the watched hosts this sweep covered and found nothing on while their
+        alert still fires; True when some are queued. A host leaves the watch once a sweep
+        diagnosed something on it, its alert resolved, or its recheck time ran out."""
+        now = time.monotonic()
+        with self._lock:
+            self._watch = {h: end for h, end in self._watch.items() if end > now}
+            covered = set(self._watch) if report.hosts is None else (
+                set(self._watch) & set(report.hosts))
+        if not covered:
+            return False
+        if report.source_error is not None:  # no data: look again, the watch still runs out
+            with self._lock:
+                self._hosts.update(covered)
+            return True
+        found = {v.host for v in report.verdicts if v.diagnoses}
+        firing = self.controller.store.firing_hosts(covered - found,
+                                                    time.time() - self.recheck_s)
+        with self._lock:
+            for host in covered - firing:
+                self._watch.pop(host, None)
+            self._hosts.update(firing)
+        return bool(firing)
 
     def _refresh(self) -> None:
         if time.monotonic() - self.built <= INVENTORY_REFRESH_S:

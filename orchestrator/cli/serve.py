@@ -41,7 +41,7 @@ def serve(
     token = settings.serve.bearer_token()
     store = store_for(settings)
     loop = SweepLoop(settings, lambda: controller_for(settings, store=store),
-                     settings.serve.sweep_every_s)
+                     settings.serve.sweep_every_s, recheck_s=settings.serve.alert_recheck_s)
     intake = Intake(store, lambda: loop.controller.inventory,
                     lambda: loop.controller.rules.faults, loop.wake, settings.serve.batch_window_s)
     failed: list[BaseException] = []

@@ -176,23 +176,24 @@ def test_an_alert_wakes_a_sweep_of_its_host_that_diagnoses_holds_and_settles(
     # an alert for a host whose metrics are healthy: a sweep runs, but no incident is opened
     status, body = serve.post("/api/v1/alert/immediate", firing(f"{NET}.1", time.time()))
     assert status == 200 and body["sweep"] == "now"
-    until(lambda: serve.sweeps()["alert"] == 1, 15, "a sweep woken by the alert")
+    until(lambda: serve.sweeps()["alert"] >= 1, 15, "a sweep woken by the alert")
     assert incidents_on(store, "h1") == []
-    # crashes on h2 and h3 in Prometheus; Alertmanager tells of h2 only
-    for i in (2, 3):
-        exporter.gauge.labels(f"{NET}.{i}:8080", "selfheal-demo.service").set(0)
-        prometheus.wait_for(f'selfheal_test_service_up{{instance="{NET}.{i}:8080"}} == 0')
+    # Alertmanager tells of h2 before this Prometheus shows its crash (another Prometheus
+    # fired the alert): the woken sweep finds nothing, and h2 is swept again while its alert
+    # fires; h3 crashes too, but no alert tells of it
     began = time.time() - 3.0
     status, body = serve.post("/api/v1/alert/immediate", firing(f"{NET}.2", began))
     assert status == 200, body
-    incident = until(lambda: incidents_on(store, "h2"), 15, "an incident for h2")[0]
+    for i in (3, 2):  # one scrape shows both
+        exporter.gauge.labels(f"{NET}.{i}:8080", "selfheal-demo.service").set(0)
+    incident = until(lambda: incidents_on(store, "h2"), 25, "an incident for h2")[0]
     assert incident.fault == "service_crash"
     held = until(lambda: store.get(incident.id).state.value == "held", 15, "held (mode off)")
     assert held
     assert incident.detail["fault_started_at"] == pytest.approx(began, abs=0.001)
-    # no sweep but the alerts' ran, so the alert's sweep opened it; it covered h2 alone (h3's
+    # no sweep but the alerts' ran, so an alert's sweep opened it; it covered h2 alone (h3's
     # crash waits for the fleet sweep), yet its guardrails counted the whole fleet's crashes
-    until(lambda: serve.sweeps() == {"schedule": 1, "alert": 2}, 15, "the alert's sweep done")
+    assert serve.sweeps()["schedule"] == 1
     assert incidents_on(store, "h1") == [] and incidents_on(store, "h3") == []
     notes = [t["note"] for t in store.transitions(incident.id) if t["to"] == "held"]
     assert any("2 of 3 hosts are broken" in note for note in notes), notes
