@@ -10,8 +10,9 @@ guardrails let through really runs and ends unreachable, touching nothing. Then 
 ``--alerts`` alerts in ``--seconds`` seconds (Alertmanager-style groups of ``--per-request``,
 half to /immediate and half to /batch, each alert sent 4 times as Alertmanager repeats groups,
 alerts for healthy hosts too) and prints: HTTP status counts, latency percentiles, serve's peak
-RSS, sweeps, incidents by state, and the runs against the guardrail budget (distinct hosts run
-<= blast_radius.max_hosts, runs at once <= max_concurrent).
+RSS, sweeps (by trigger: the fleet's schedule or an alert's hosts), the load average at the end,
+incidents by state, and the runs against the guardrail budget (distinct hosts run <=
+blast_radius.max_hosts, runs at once <= max_concurrent).
 """
 
 from __future__ import annotations
@@ -254,6 +255,10 @@ def main() -> int:
                   "sweep_duration_s": next((float(line.split()[1]) for line in
                                             metrics.splitlines() if line.startswith(
                                                 "selfheal_sweep_duration_seconds ")), None),
+                  "sweeps": {line.split('"')[1]: int(float(line.split()[-1]))
+                             for line in metrics.splitlines()
+                             if line.startswith("selfheal_sweeps_total{")},
+                  "load_average_1m": round(os.getloadavg()[0], 1),
                   **store_figures(work / "state", policy)}
         if result["tracebacks"]:  # show the first one: a benchmark that hides errors lies
             first = log.index("Traceback")
