@@ -231,13 +231,16 @@ def main() -> int:
                                  stderr=(work / "serve.log").open("w"))
         base = f"http://{listen}"
         try:
-            wait_http(f"{base}/healthz", 60)
+            wait_http(f"{base}/healthz", 180)  # serve starts slowly on a loaded machine
             rss_idle = rss_kb(serve.pid, "VmRSS")
             requests = bodies(args.alerts, args.per_request, args.hosts)
             figures = load(base, requests, args.seconds, serve.pid)
             time.sleep(3)  # the last batch window and its sweep
             metrics = httpx.get(f"{base}/metrics", timeout=10).text
             peak = rss_kb(serve.pid, "VmHWM")
+        except Exception:  # serve died or hung: its log says why
+            print((work / "serve.log").read_text()[-4000:], file=sys.stderr)
+            raise
         finally:
             serve.send_signal(signal.SIGTERM)
             try:
