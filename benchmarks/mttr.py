@@ -16,7 +16,9 @@ a benchmark does.
 
 ``--via alertmanager`` takes the service's path instead of a sweeping loop: Prometheus rules
 generated from faults.yml fire, Alertmanager posts to ``selfheal serve`` (sweeping only every 10
-minutes unless woken), and the drill watches serve's store (``orchestrator/lab/alerting.py``).
+minutes unless woken), and the drill watches serve's store. ``selfheal lab up`` starts no
+Alertmanager: this script starts the second Prometheus (with the rules), Alertmanager and serve
+beside the running lab and stops them after (``orchestrator/lab/alerting.py``).
 """
 
 from __future__ import annotations
@@ -153,7 +155,8 @@ def main() -> int:
                         help="the controller's sweep interval during a drill (sweep --every)")
     parser.add_argument("--via", choices=("sweep", "alertmanager"), default="sweep",
                         help="sweep: a controller sweeping every --sweep-every seconds; "
-                        "alertmanager: Prometheus rules -> Alertmanager -> selfheal serve")
+                        "alertmanager: Prometheus rules -> Alertmanager -> selfheal serve, "
+                        "all started here beside the lab (`lab up` starts no Alertmanager)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     if args.runs < 1:

@@ -10,8 +10,9 @@ guardrails let through really runs and ends unreachable, touching nothing. Then 
 ``--alerts`` alerts in ``--seconds`` seconds (Alertmanager-style groups of ``--per-request``,
 half to /immediate and half to /batch, each alert sent 4 times as Alertmanager repeats groups,
 alerts for healthy hosts too) and prints: HTTP status counts, latency percentiles, serve's peak
-RSS, sweeps, incidents by state, and the runs against the guardrail budget (distinct hosts run
-<= blast_radius.max_hosts, runs at once <= max_concurrent).
+RSS, sweeps (by trigger: the fleet's schedule or an alert's hosts), the load average at the end,
+incidents by state, and the runs against the guardrail budget (distinct hosts run <=
+blast_radius.max_hosts, runs at once <= max_concurrent).
 """
 
 from __future__ import annotations
@@ -230,13 +231,16 @@ def main() -> int:
                                  stderr=(work / "serve.log").open("w"))
         base = f"http://{listen}"
         try:
-            wait_http(f"{base}/healthz", 60)
+            wait_http(f"{base}/healthz", 180)  # serve starts slowly on a loaded machine
             rss_idle = rss_kb(serve.pid, "VmRSS")
             requests = bodies(args.alerts, args.per_request, args.hosts)
             figures = load(base, requests, args.seconds, serve.pid)
             time.sleep(3)  # the last batch window and its sweep
             metrics = httpx.get(f"{base}/metrics", timeout=10).text
             peak = rss_kb(serve.pid, "VmHWM")
+        except Exception:  # serve died or hung: its log says why
+            print((work / "serve.log").read_text()[-4000:], file=sys.stderr)
+            raise
         finally:
             serve.send_signal(signal.SIGTERM)
             try:
@@ -254,6 +258,10 @@ def main() -> int:
                   "sweep_duration_s": next((float(line.split()[1]) for line in
                                             metrics.splitlines() if line.startswith(
                                                 "selfheal_sweep_duration_seconds ")), None),
+                  "sweeps": {line.split('"')[1]: int(float(line.split()[-1]))
+                             for line in metrics.splitlines()
+                             if line.startswith("selfheal_sweeps_total{")},
+                  "load_average_1m": round(os.getloadavg()[0], 1),
                   **store_figures(work / "state", policy)}
         if result["tracebacks"]:  # show the first one: a benchmark that hides errors lies
             first = log.index("Traceback")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -25,6 +25,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.process_collector import ProcessCollector
 from pydantic import ValidationError
 
@@ -40,16 +41,25 @@ log = logging.getLogger(__name__)
 
 
 class _KpiCollector:
-    """KPIs from the store and the loop's last sweep, read on each scrape."""
+    """KPIs from the store and the loop's sweeps, read on each scrape."""
 
-    def __init__(self, store: Store, times: Callable[[], SweepTimes | None]) -> None:
+    def __init__(self, store: Store, times: Callable[[], SweepTimes | None],
+                 sweeps: Callable[[], Mapping[str, int]]) -> None:
         self.store = store
         self.times = times
+        self.sweeps = sweeps
 
     def collect(self) -> Iterator[Any]:
         times = self.times()
         if times is not None:
             yield from sweep_families(times.started_at, times.finished_at, times.last_success)
+        ran = CounterMetricFamily("selfheal_sweeps", "sweeps since serve started, by what "
+                                  "started them: schedule (the fleet, every "
+                                  "serve.sweep_every_s) or alert (the alert's hosts)",
+                                  labels=["trigger"])
+        for trigger in ("schedule", "alert"):
+            ran.add_metric([trigger], self.sweeps().get(trigger, 0))
+        yield ran
         yield from families(Kpis.from_store(self.store))
 
 
@@ -72,14 +82,15 @@ async def _body(request: Request, limit: int) -> bytes:
 
 
 def create_app(intake: Intake, store: Store, token: str, max_body_bytes: int,
-               alive: Callable[[], bool], times: Callable[[], SweepTimes | None]) -> FastAPI:
+               alive: Callable[[], bool], times: Callable[[], SweepTimes | None],
+               sweeps: Callable[[], Mapping[str, int]]) -> FastAPI:
     """The app; ``alive`` says whether the sweep loop still runs (for /healthz), ``times``
-    gives its last sweep's times."""
+    gives its last sweep's times, ``sweeps`` how many sweeps ran by trigger."""
     disable_created_metrics()  # *_created series: noise on every counter, no dashboard needs
     app = FastAPI(title="selfheal", docs_url=None, redoc_url=None, openapi_url=None)
     registry = CollectorRegistry(auto_describe=False)
     ProcessCollector(registry=registry)  # process_resident_memory_bytes and friends
-    registry.register(_KpiCollector(store, times))
+    registry.register(_KpiCollector(store, times, sweeps))
     requests = Counter("selfheal_webhook_requests", "webhook requests by endpoint and HTTP "
                        "status", ["endpoint", "code"], registry=registry)
     alerts = Counter("selfheal_alerts_received", "alerts in accepted webhook requests, by "

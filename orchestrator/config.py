@@ -190,6 +190,10 @@ class ServeSettings(_Group):
     batch_window_s: float = Field(
         1.0, ge=0, le=60, description="/alert/batch waits this long to merge alerts of one "
         "root cause into one sweep")
+    alert_recheck_s: float = Field(
+        30.0, ge=0, le=600, description="a host whose alert still fires but whose sweep found "
+        "nothing is swept again every second for this long (the controller's Prometheus may "
+        "not show yet what fired the alert); 0: one sweep per alert")
 
     @field_validator("listen")
     @classmethod

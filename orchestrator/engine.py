@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
@@ -78,6 +78,9 @@ class SweepReport:
     source_error: str | None = None
     dry_run: bool = False
     anomalies: AnomalyReport | None = None  # learned detectors: advisory, not acted on
+    # the hosts this sweep covered (an alert's); None: the whole fleet. ``verdicts`` and
+    # ``actions`` are those hosts' only, the guardrails counted the whole fleet
+    hosts: tuple[str, ...] | None = None
 
     @property
     def exit_code(self) -> int:
@@ -169,14 +172,22 @@ class Controller:
         return self.watch.opinions if self.watch is not None else frozenset()
 
     # -- one sweep -----------------------------------------------------------------------------
-    def sweep(self, dry_run: bool = False) -> SweepReport:
-        """One pass over the fleet; a dry run changes nothing and takes no lock."""
-        with nullcontext() if dry_run else self.exclusive():
-            return self._sweep(dry_run)
+    def sweep(self, dry_run: bool = False, hosts: Collection[str] | None = None
+              ) -> SweepReport:
+        """One pass over the fleet, or over ``hosts`` only (an alert's host: ``serve``).
 
-    def _sweep(self, dry_run: bool) -> SweepReport:
+        The whole fleet is observed either way (one query per signal), so the guardrails count
+        every broken and unknown host; a sweep over ``hosts`` settles, opens and acts on those
+        hosts' incidents only, and leaves the learned detectors to the fleet sweeps. A dry run
+        changes nothing and takes no lock.
+        """
+        with nullcontext() if dry_run else self.exclusive():
+            return self._sweep(dry_run, None if hosts is None else frozenset(hosts))
+
+    def _sweep(self, dry_run: bool, hosts: frozenset[str] | None) -> SweepReport:
         started = self.clock()
-        verdicts, refused, error = self.look()
+        fleet, refused, error = self.look()
+        verdicts = fleet if hosts is None else [v for v in fleet if v.host in hosts]
         actions: list[Action] = []
         runnable: list[Admitted] = []
         fresh: list[tuple[int, HostVerdict, Diagnosis]] = []  # incidents opened this sweep
@@ -184,8 +195,8 @@ class Controller:
             if not dry_run:
                 if any(v.diagnoses for v in verdicts):
                     self.executor.prepare()  # overlaps Ansible's import with the admissions
-                self._settle(verdicts)
-            view = self._view(verdicts, started, dry_run)
+                self._settle(fleet, hosts)
+            view = self._view(fleet, started, dry_run)
             for verdict in verdicts:
                 for diagnosis in verdict.diagnoses:
                     try:
@@ -210,10 +221,13 @@ class Controller:
                 actions.extend(pool.map(lambda a: fn(a.incident, a.plan), runnable))
         if fresh and self.explain is not None:
             self._explain_new(fresh)
-        # a dry run changes nothing, the detectors' saved state included
-        anomalies = self.detect(started, persist=not dry_run) if error is None else None
+        # a dry run changes nothing, the detectors' saved state included; the detectors step
+        # with the fleet sweeps only (their windows assume that cadence)
+        anomalies = (self.detect(started, persist=not dry_run)
+                     if error is None and hosts is None else None)
         return SweepReport(started, self.clock(), tuple(verdicts), tuple(actions), refused,
-                           error, dry_run, anomalies)
+                           error, dry_run, anomalies,
+                           None if hosts is None else tuple(sorted(hosts)))
 
     def _explain_new(self, fresh: list[tuple[int, HostVerdict, Diagnosis]]) -> None:
         """Root-cause analysis of the incidents this sweep opened, after its fixes: in threads,
@@ -347,8 +361,9 @@ class Controller:
                                           "evidence": list(finding.evidence)[:3]})
         return report
 
-    def _settle(self, verdicts: list[HostVerdict]) -> None:
-        """Close what cleared, re-verify what a dead controller left mid-way.
+    def _settle(self, verdicts: list[HostVerdict], hosts: frozenset[str] | None) -> None:
+        """Close what cleared, re-verify what a dead controller left mid-way (on ``hosts``
+        only, when the sweep covers only them).
 
         "Cleared" means the fault's own signals are known and healthy on its host; unknown
         data settles nothing and waits for the next sweep.
@@ -356,6 +371,8 @@ class Controller:
         by_host = {v.host: v for v in verdicts}
         now = self.clock()
         for incident in self.store.active():
+            if hosts is not None and incident.host not in hosts:
+                continue
             verdict = by_host.get(incident.host)
             fault = self.rules.faults.faults.get(incident.fault)
             if verdict is None or fault is None:

@@ -2,10 +2,11 @@
 
 Called by ``orchestrator.api`` for ``/api/v1/alert/immediate`` and ``/api/v1/alert/batch``.
 An alert is an observation, never an order: it is kept (deduplicated by fingerprint, startsAt
-and status), and it wakes a sweep, which diagnoses the fleet from Prometheus and passes every
-guardrail as any other sweep does; a resolved alert wakes one too, so a cleared fault is
-settled at once. ``immediate`` wakes the sweep on arrival; ``batch`` waits ``window_s`` and
-merges the alerts that arrived meanwhile by root cause (host, fault and subject) into one sweep.
+and status), and it wakes a sweep of its host, which diagnoses it from Prometheus and passes
+every guardrail (counting the whole fleet) as any other sweep does; a resolved alert wakes one
+too, so a cleared fault is settled at once. ``immediate`` wakes the sweep on arrival; ``batch``
+waits ``window_s`` and merges the alerts that arrived meanwhile by root cause (host, fault and
+subject) into one sweep of their hosts.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ class Intake:
     """Keeps alerts and wakes the sweep loop; thread-safe (the API calls it from a pool)."""
 
     def __init__(self, store: Store, inventory: Callable[[], Inventory],
-                 faults: Callable[[], FaultRules], wake: Callable[[], None], window_s: float,
+                 faults: Callable[[], FaultRules], wake: Callable[[frozenset[str]], None],
+                 window_s: float,
                  clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.inventory = inventory
@@ -80,7 +82,7 @@ class Intake:
         roots = tuple(RootCause(*cause, alerts=n) for cause, n in sorted(causes.items()))
         when = "none"
         if new and endpoint == "immediate":
-            self.wake()
+            self.wake(frozenset(a.host for a in new))
             when = "now"
         elif new:
             when = f"in {self._hold(causes):.1f} s"
@@ -109,7 +111,7 @@ class Intake:
             "alerts": sum(pending.values()), "root_causes": len(pending),
             "causes": [f"{h}/{f}" + (f"/{s}" if s else "") for h, f, s in sorted(pending)
                        ][:20]})
-        self.wake()
+        self.wake(frozenset(host for host, _, _ in pending))
 
     def close(self) -> None:
         """Cancel an open batch window (the service is stopping: its sweep is not needed)."""

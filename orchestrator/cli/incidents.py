@@ -169,7 +169,7 @@ def mark(incident_id: int = typer.Argument(...),
 def stats(json_output: bool = JSON_OPTION) -> None:
     """Per fault, how each remediation did (verified fixes, failures) and the order selfheal
     tries them in (Beta posterior mean, core/learning.py); hosts where the fault came back in
-    the last 24 h."""
+    policy.yml's flapping.recurring_window_s (24 h by default)."""
     from rich.table import Table
 
     from orchestrator.core.learning import rank
@@ -178,8 +178,10 @@ def stats(json_output: bool = JSON_OPTION) -> None:
     settings = State.settings()
     store = store_for(settings)
     records = store.remediation_records()
-    faults = rules_for(settings).faults.faults
-    since = time.time() - 86_400
+    rules = rules_for(settings)
+    faults = rules.faults.faults
+    window = rules.policy.flapping.recurring_window_s
+    since = time.time() - window
     returns: dict[str, dict[str, int]] = {}
     for incident in store.all_incidents():
         if incident.detected_at >= since:
@@ -195,17 +197,17 @@ def stats(json_output: bool = JSON_OPTION) -> None:
                          "healed": record.successes if record else 0,
                          "failed": record.failures if record else 0,
                          "score": round(record.score if record else 0.5, 3),
-                         "recurring_24h": recurring})
+                         "recurring": recurring, "recurring_window_s": window})
     if json_output:
         emit_json({"remediations": rows})
         raise typer.Exit(OK)
     table = Table(title="remediations by fault (tried in rank order)")
     for column in ("fault", "rank", "remediation", "healed", "failed", "score",
-                   "back within 24 h"):
+                   f"back within {window / 3600:g} h"):
         table.add_column(column)
     for row in rows:
         table.add_row(row["fault"], str(row["rank"]), row["remediation"], str(row["healed"]),
                       str(row["failed"]), f"{row['score']:.2f}",
-                      ", ".join(f"{h} x{n}" for h, n in row["recurring_24h"].items()) or "-")
+                      ", ".join(f"{h} x{n}" for h, n in row["recurring"].items()) or "-")
     console.print(table)
     raise typer.Exit(OK)

@@ -41,7 +41,7 @@ def serve(
     token = settings.serve.bearer_token()
     store = store_for(settings)
     loop = SweepLoop(settings, lambda: controller_for(settings, store=store),
-                     settings.serve.sweep_every_s)
+                     settings.serve.sweep_every_s, recheck_s=settings.serve.alert_recheck_s)
     intake = Intake(store, lambda: loop.controller.inventory,
                     lambda: loop.controller.rules.faults, loop.wake, settings.serve.batch_window_s)
     failed: list[BaseException] = []
@@ -58,7 +58,8 @@ def serve(
 
     thread = threading.Thread(target=sweeping, name="sweep-loop", daemon=True)
     app = create_app(intake, store, token, settings.serve.max_body_bytes,
-                     alive=thread.is_alive, times=lambda: loop.times)
+                     alive=thread.is_alive, times=lambda: loop.times,
+                     sweeps=lambda: dict(loop.sweeps))
     server = uvicorn.Server(uvicorn.Config(app, host=host.strip("[]"), port=int(port),
                                            log_config=None, access_log=False,
                                            lifespan="off"))

@@ -84,12 +84,17 @@ class MaintenanceWindow(_Rule):
 
 
 class Flapping(_Rule):
-    """The same fault back on a host soon after its fix: wait longer each time, then escalate."""
+    """The same fault back on a host after its fix: wait longer each time it comes back soon,
+    and escalate it as recurring once the same fix ran ``max_returns`` times in a day."""
 
-    window_s: float = Field(3600.0, gt=0, description="runs on one host counted over this window")
+    window_s: float = Field(3600.0, gt=0, description="runs on one host counted over this "
+                            "window for the back-off")
     backoff: float = Field(2.0, ge=1, description="each return multiplies the cooldown by this")
-    max_returns: int = Field(3, ge=1, description="runs in the window after which the fault is "
-                             "escalated instead of fixed again: the fix does not hold")
+    max_returns: int = Field(3, ge=1, description="runs in recurring_window_s after which the "
+                             "fault is escalated as recurring instead of fixed again: the fix "
+                             "does not hold")
+    recurring_window_s: float = Field(86_400.0, gt=0, description="runs on one host counted "
+                                      "over this window for max_returns (a day by default)")
 
 
 # Units a remediation never restarts or stops, whatever the labels say: the way in (sshd), the
@@ -128,7 +133,7 @@ class Policy(_Rule):
     def history_window_s(self, longest_cooldown_s: float) -> float:
         """How far back the run history must reach for every window to be judged."""
         return max(self.blast_radius.window_s, self.circuit_breaker.window_s,
-                   self.flapping.window_s, longest_cooldown_s)
+                   self.flapping.window_s, self.flapping.recurring_window_s, longest_cooldown_s)
 
     def protected_unit(self, value: str) -> str | None:
         """The protected_units pattern ``value`` (a unit name, ``.service`` optional) matches."""
@@ -273,22 +278,24 @@ def _cooldown(plan: Plan, policy: Policy, state: PolicyState,
     """(hold reasons, refuse reasons) from this remediation's earlier runs on ``host``.
 
     The cooldown after the n-th run in the flapping window is cooldown * backoff**(n-1); after
-    ``max_returns`` runs the fix is not holding and the fault is escalated.
+    ``max_returns`` runs in the recurring window the fix is not holding and the fault is
+    escalated as recurring, with the run history.
     """
     flap = policy.flapping
     runs = sorted(r.started_at for r in state.runs if r.host == host
                   and r.remediation == plan.remediation and r.subject == plan.subject
                   and state.now - r.started_at < max(
-                      flap.window_s, plan.cooldown_s))
+                      flap.window_s, flap.recurring_window_s, plan.cooldown_s))
     if not runs:
         return [], []
     where = f"{host} ({plan.subject})" if plan.subject else host  # which unit, which mount
+    returns = [t for t in runs if state.now - t < flap.recurring_window_s]
+    if len(returns) >= flap.max_returns:
+        ages = ", ".join(f"{state.now - t:.0f}s" for t in returns)
+        return [], [f"recurring (flapping): {plan.remediation} ran {len(returns)} times on "
+                    f"{where} in the last {flap.recurring_window_s:.0f}s (runs {ages} ago) and "
+                    "the fault is back: the fix does not hold"]
     recent = [t for t in runs if state.now - t < flap.window_s]
-    if len(recent) >= flap.max_returns:
-        ages = ", ".join(f"{state.now - t:.0f}s" for t in recent)
-        return [], [f"recurring (flapping): {plan.remediation} ran {len(recent)} times on "
-                    f"{where} in the last {flap.window_s:.0f}s (runs {ages} ago) and the fault "
-                    "is back: the fix does not hold"]
     cooldown = plan.cooldown_s * flap.backoff ** max(0, len(recent) - 1)
     since = state.now - runs[-1]
     if since < cooldown:

@@ -5,7 +5,10 @@ the running lab it starts, all on loopback and under ``work``: a second Promethe
 scrape config plus the generated alerting rules (the lab's own Prometheus stays as it is), the
 machine's Alertmanager 0.25 (no clustering) routing every alert to serve's ``/alert/batch`` with
 a bearer token, and ``selfheal serve`` over the lab's settings with its own state dir and rules
-dir, sweeping only every 10 minutes unless an alert wakes it. Everything is stopped on exit.
+dir, sweeping the fleet only every 10 minutes, so what it heals an alert woke it for. It yields
+once serve's first fleet sweep is done, and its sweeps run no root-cause analysis (whose host-facts
+play would hold the loop up to ``rca.deadline_s`` after each new incident, delaying the next
+alert's sweep). Everything is stopped on exit. ``selfheal lab up`` starts none of this.
 """
 
 from __future__ import annotations
@@ -74,6 +77,28 @@ def _wait(url: str, timeout: float, proc: subprocess.Popen[bytes], log: Path) ->
     raise PermanentError(f"{url} did not answer within {timeout:.0f} s; see {log}")
 
 
+def sweeps(serve_url: str) -> dict[str, float]:
+    """serve's sweeps so far by trigger: ``schedule`` (the fleet) and ``alert`` (its /metrics)."""
+    with urllib.request.urlopen(f"{serve_url}/metrics", timeout=10) as resp:
+        return {line.split('"')[1]: float(line.split()[-1])
+                for line in resp.read().decode().splitlines()
+                if line.startswith("selfheal_sweeps_total{")}
+
+
+def _first_sweep(path: AlertPath, timeout: float, proc: subprocess.Popen[bytes], log: Path
+                 ) -> None:
+    """Wait until serve's first fleet sweep is done: a fault injected later is seen by an
+    alert's sweep, not by that one."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise PermanentError(f"serve exited: {log.read_text()[-800:]}")
+        if sweeps(path.serve_url).get("schedule", 0) >= 1:
+            return
+        time.sleep(0.2)
+    raise PermanentError(f"serve's first sweep did not end within {timeout:.0f} s; see {log}")
+
+
 @contextmanager
 def alert_path(paths: LabPaths, settings: Settings, rules_dir: Path, work: Path
                ) -> Iterator[AlertPath]:
@@ -98,7 +123,8 @@ def alert_path(paths: LabPaths, settings: Settings, rules_dir: Path, work: Path
     config = settings.model_dump(mode="json", exclude={"source_file"})
     config.update(state={"dir": str(work / "state")}, rules={"dir": str(rules_dir)},
                   serve={"listen": f"127.0.0.1:{serve_port}", "sweep_every_s": 600,
-                         "token_file": str(work / "token"), "batch_window_s": 0})
+                         "token_file": str(work / "token"), "batch_window_s": 0},
+                  rca={**config.get("rca", {}), "in_sweep": False})
     (work / "selfheal.yml").write_text(yaml.safe_dump(config))
     procs: list[subprocess.Popen[bytes]] = []
 
@@ -121,7 +147,9 @@ def alert_path(paths: LabPaths, settings: Settings, rules_dir: Path, work: Path
         _wait(f"http://127.0.0.1:{am_port}/-/ready", 60, am, work / "alertmanager.log")
         _wait(f"http://127.0.0.1:{prom_port}/-/ready", 60, prom, work / "prometheus.log")
         _wait(f"http://127.0.0.1:{serve_port}/healthz", 120, serve, work / "serve.log")
-        yield AlertPath(f"http://127.0.0.1:{serve_port}", work / "state")
+        path = AlertPath(f"http://127.0.0.1:{serve_port}", work / "state")
+        _first_sweep(path, 120, serve, work / "serve.log")
+        yield path
     finally:
         for proc in reversed(procs):  # serve first: it finishes the sweep in hand
             proc.send_signal(signal.SIGTERM)

@@ -11,7 +11,7 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -405,6 +405,19 @@ class Store:
         firing = [r.starts_at for r in rows
                   if r.status == "firing" and (r.fingerprint, r.starts_at) not in resolved]
         return min(firing, default=None)
+
+    def firing_hosts(self, hosts: Collection[str], since: float) -> set[str]:
+        """Which of ``hosts`` have an alert received since ``since`` that still fires (no
+        resolved notification for its fingerprint and startsAt)."""
+        if not hosts:
+            return set()
+        a = schema.alerts
+        with self.engine.connect() as conn:
+            rows = list(conn.execute(select(a.c.host, a.c.fingerprint, a.c.starts_at, a.c.status)
+                                     .where(a.c.host.in_(set(hosts)), a.c.received_at >= since)))
+        resolved = {(r.fingerprint, r.starts_at) for r in rows if r.status == "resolved"}
+        return {r.host for r in rows
+                if r.status == "firing" and (r.fingerprint, r.starts_at) not in resolved}
 
     # -- a human's word on an incident ------------------------------------------------------
     def mark_false_positive(self, incident_id: int, by: str, now: float,

@@ -1,7 +1,8 @@
-"""`selfheal serve` as a process against a real Prometheus: an alert wakes a sweep at once.
+"""`selfheal serve` as a process against a real Prometheus: an alert wakes a sweep of its host.
 
-The sweep interval is set to 10 minutes, so any sweep after the first was woken by an alert.
-The policy's mode is ``disabled``, so a diagnosed fault is held and nothing runs on this machine.
+The sweep interval is set to 10 minutes, so any sweep after the first was woken by an alert, as
+serve's own count of sweeps by trigger (/metrics) says. The policy's mode is ``disabled``, so a
+diagnosed fault is held and nothing runs on this machine.
 """
 
 from __future__ import annotations
@@ -70,6 +71,12 @@ class Serve:
         with urllib.request.urlopen(f"{self.url}/metrics", timeout=10) as resp:
             return resp.read().decode()
 
+    def sweeps(self) -> dict[str, float]:
+        """Sweeps so far by trigger: schedule (the fleet) or alert (the alert's hosts)."""
+        return {line.split('"')[1]: float(line.split()[-1])
+                for line in self.metrics().splitlines()
+                if line.startswith("selfheal_sweeps_total{")}
+
     def last_sweep(self) -> float:
         for line in self.metrics().splitlines():
             if line.startswith("selfheal_last_sweep_timestamp_seconds "):
@@ -109,7 +116,10 @@ def running_serve(tmp_path: Path, prometheus_url: str, exporter: Exporter,
     (tmp_path / "selfheal.yml").write_text(yaml.safe_dump({
         "prometheus": {"url": prometheus_url}, "inventory": {"path": "hosts.ini"},
         "state": {"dir": "state"}, "rules": {"dir": "rules"},
-        "serve": {"listen": f"127.0.0.1:{port}", "sweep_every_s": 600}}))
+        "serve": {"listen": f"127.0.0.1:{port}", "sweep_every_s": 600},
+        # the host-facts play of root-cause analysis would hold each new incident's sweep
+        # for seconds here; what is tested is the wake-up, not the analysis
+        "rca": {"in_sweep": False}}))
     for i in (1, 2, 3):
         exporter.gauge.labels(f"{NET}.{i}:9100", "node").set(1)
         exporter.gauge.labels(f"{NET}.{i}:8080", "selfheal-demo.service").set(1)
@@ -159,36 +169,42 @@ def incidents_on(store: Store, host: str) -> list[Incident]:
     return store.incidents(host=host)
 
 
-def test_an_alert_wakes_a_sweep_that_diagnoses_holds_and_settles(
+def test_an_alert_wakes_a_sweep_of_its_host_that_diagnoses_holds_and_settles(
         serve: Serve, exporter: Exporter, prometheus: RealPrometheus) -> None:
     store = serve.store()
+    assert serve.sweeps() == {"schedule": 1, "alert": 0}  # the next fleet sweep: in 10 minutes
     # an alert for a host whose metrics are healthy: a sweep runs, but no incident is opened
-    before = serve.last_sweep()
     status, body = serve.post("/api/v1/alert/immediate", firing(f"{NET}.1", time.time()))
     assert status == 200 and body["sweep"] == "now"
-    until(lambda: serve.last_sweep() > before, 15, "a sweep woken by the alert")
+    until(lambda: serve.sweeps()["alert"] >= 1, 15, "a sweep woken by the alert")
     assert incidents_on(store, "h1") == []
-    # a real fault: the alert wakes the sweep at once (the interval is 10 minutes)
-    exporter.gauge.labels(f"{NET}.2:8080", "selfheal-demo.service").set(0)
-    prometheus.wait_for(f'selfheal_test_service_up{{instance="{NET}.2:8080"}} == 0')
+    # Alertmanager tells of h2 before this Prometheus shows its crash (another Prometheus
+    # fired the alert): the woken sweep finds nothing, and h2 is swept again while its alert
+    # fires; h3 crashes too, but no alert tells of it
     began = time.time() - 3.0
-    posted = time.monotonic()
     status, body = serve.post("/api/v1/alert/immediate", firing(f"{NET}.2", began))
     assert status == 200, body
-    incident = until(lambda: incidents_on(store, "h2"), 15, "an incident for h2")[0]
-    woke_s = time.monotonic() - posted
+    for i in (3, 2):  # one scrape shows both
+        exporter.gauge.labels(f"{NET}.{i}:8080", "selfheal-demo.service").set(0)
+    incident = until(lambda: incidents_on(store, "h2"), 25, "an incident for h2")[0]
     assert incident.fault == "service_crash"
     held = until(lambda: store.get(incident.id).state.value == "held", 15, "held (mode off)")
     assert held
     assert incident.detail["fault_started_at"] == pytest.approx(began, abs=0.001)
+    # no sweep but the alerts' ran, so an alert's sweep opened it; it covered h2 alone (h3's
+    # crash waits for the fleet sweep), yet its guardrails counted the whole fleet's crashes
+    assert serve.sweeps()["schedule"] == 1
     assert incidents_on(store, "h1") == [] and incidents_on(store, "h3") == []
-    assert woke_s < 10, woke_s
+    notes = [t["note"] for t in store.transitions(incident.id) if t["to"] == "held"]
+    assert any("2 of 3 hosts are broken" in note for note in notes), notes
     # resolved: the fault is gone in Prometheus too, and the woken sweep settles the incident
-    exporter.gauge.labels(f"{NET}.2:8080", "selfheal-demo.service").set(1)
-    prometheus.wait_for(f'selfheal_test_service_up{{instance="{NET}.2:8080"}} == 1')
+    for i in (2, 3):
+        exporter.gauge.labels(f"{NET}.{i}:8080", "selfheal-demo.service").set(1)
+        prometheus.wait_for(f'selfheal_test_service_up{{instance="{NET}.{i}:8080"}} == 1')
     status, _ = serve.post("/api/v1/alert/immediate", firing(f"{NET}.2", began, "resolved"))
     assert status == 200
     until(lambda: store.get(incident.id).state.value == "resolved", 15, "settled")
+    assert serve.sweeps()["schedule"] == 1
     text = serve.metrics()
     assert ('selfheal_incidents_ended_total{fault="service_crash",outcome="cleared"} 1.0'
             in text)

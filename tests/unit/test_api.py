@@ -33,10 +33,12 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 class Wakes:
     def __init__(self) -> None:
         self.count = 0
+        self.hosts: list[frozenset[str]] = []  # the hosts each wake-up named
         self.event = threading.Event()
 
-    def __call__(self) -> None:
+    def __call__(self, hosts: frozenset[str]) -> None:
         self.count += 1
+        self.hosts.append(hosts)
         self.event.set()
 
 
@@ -50,7 +52,8 @@ def world(tmp_path: Path) -> Iterator[tuple[TestClient, Store, Wakes]]:
     store = Store(f"sqlite:///{tmp_path / 'state.db'}", b"k" * 32)
     wakes = Wakes()
     intake = Intake(store, inventory, lambda: FAULTS, wakes, window_s=0.3)
-    app = create_app(intake, store, TOKEN, 4096, alive=lambda: True, times=lambda: None)
+    app = create_app(intake, store, TOKEN, 4096, alive=lambda: True, times=lambda: None,
+                     sweeps=dict)
     yield TestClient(app), store, wakes
     intake.close()  # a batch window still open must not fire into the next test's logging
 
@@ -95,7 +98,7 @@ def test_immediate_keeps_the_alert_and_wakes_the_sweep_once(
     assert got.json() == {"accepted": 1, "duplicates": 0, "refused": [], "sweep": "now",
                           "root_causes": [{"host": "web1", "fault": "ServiceDown",
                                            "subject": "", "alerts": 1}]}
-    assert wakes.count == 1
+    assert wakes.hosts == [frozenset({"web1"})]  # a sweep of the alert's host, not the fleet
     # Alertmanager re-sends the group on group_interval: a duplicate, no second sweep
     again = client.post("/api/v1/alert/immediate", json=payload(alert()), headers=AUTH)
     assert again.json()["duplicates"] == 1 and again.json()["sweep"] == "none"
@@ -141,7 +144,7 @@ def test_batch_merges_alerts_of_one_root_cause_into_one_sweep(
     assert wakes.count == 0  # the window is still open
     assert wakes.event.wait(5)
     time.sleep(0.5)  # a second window would have closed by now
-    assert wakes.count == 1
+    assert wakes.hosts == [frozenset({"web1", "web2"})]  # one sweep of both alerts' hosts
 
 
 def test_an_alert_maps_to_its_catalog_fault_and_subject(world: tuple[TestClient, Store, Wakes]

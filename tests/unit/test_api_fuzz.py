@@ -47,8 +47,9 @@ alert_bodies = st.fixed_dictionaries({
 def client(tmp_path_factory: pytest.TempPathFactory) -> tuple[TestClient, Store]:
     path: Path = tmp_path_factory.mktemp("fuzz") / "state.db"
     store = Store(f"sqlite:///{path}", b"k" * 32)
-    intake = Intake(store, inventory, lambda: FAULTS, lambda: None, window_s=0.05)
-    app = create_app(intake, store, TOKEN, 65536, alive=lambda: True, times=lambda: None)
+    intake = Intake(store, inventory, lambda: FAULTS, lambda hosts: None, window_s=0.05)
+    app = create_app(intake, store, TOKEN, 65536, alive=lambda: True, times=lambda: None,
+                     sweeps=dict)
     return TestClient(app, raise_server_exceptions=True), store
 
 

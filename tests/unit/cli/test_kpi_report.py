@@ -69,8 +69,15 @@ def test_incidents_stats_shows_records_and_the_order(state: Path) -> None:
     crash = rows[("service_crash", "service_restart")]
     assert (crash["healed"], crash["failed"], crash["rank"]) == (2, 0, 1)
     assert crash["score"] == 0.75
+    assert crash["recurring"] == {} and crash["recurring_window_s"] == 86_400
+    # back on h1 20 h before its last time: within the day policy.yml counts returns over
+    store_for(load_settings(None)).open_incident("h1", "service_crash", time.time() - 72_000)
+    again = json.loads(CliRunner().invoke(app, ["incidents", "stats", "--json"]).output)
+    assert next(r["recurring"] for r in again["remediations"]
+                if r["fault"] == "service_crash") == {"h1": 2}
     text = CliRunner().invoke(app, ["incidents", "stats"])
     assert text.exit_code == 0 and "service_restart" in text.output
+    assert "back within 24 h" in text.output
 
 
 def test_incidents_of_two_units_on_one_host_are_two_in_the_kpis(state: Path) -> None:

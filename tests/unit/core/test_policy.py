@@ -6,8 +6,17 @@ from datetime import UTC, datetime
 
 import pytest
 
-from orchestrator.core.policy import MaintenanceWindow, PastRun, Policy, PolicyState, decide
+from orchestrator.core.policy import (
+    Flapping,
+    MaintenanceWindow,
+    PastRun,
+    Policy,
+    PolicyState,
+    decide,
+    parse_policy,
+)
 from orchestrator.models import Plan, Verdict
+from tests.conftest import RULES_DIR
 
 NOW = datetime(2026, 11, 29, 3, 0, tzinfo=UTC).timestamp()  # a Sunday, 03:00 UTC
 
@@ -142,7 +151,6 @@ def test_a_unit_off_the_restart_allow_list_is_refused_and_says_how_to_allow_it()
 
 @pytest.mark.parametrize("value", ["2:00", "24:00", "02:00+01:00", 120])
 def test_maintenance_times_must_be_quoted_hh_mm(value: object) -> None:
-    from orchestrator.core.policy import parse_policy
     from orchestrator.errors import RulesError
 
     text = ("maintenance_windows:\n  - name: w\n    hosts: ['*']\n"
@@ -156,7 +164,7 @@ def test_maintenance_times_must_be_quoted_hh_mm(value: object) -> None:
 
 
 def test_flapping_backs_off_exponentially_then_escalates() -> None:
-    policy = Policy()  # cooldown 300 s, backoff 2, max_returns 3 in 3600 s
+    policy = Policy()  # cooldown 300 s, backoff 2 over 3600 s, max_returns 3 in 86400 s
     one = (PastRun("vps1", "service_restart", NOW - 400, False),)
     assert decide(plan(), policy, state(one)).verdict is Verdict.RUN  # 400 s > 300 s
     two = (PastRun("vps1", "service_restart", NOW - 1000, False),
@@ -169,8 +177,22 @@ def test_flapping_backs_off_exponentially_then_escalates() -> None:
     three = (*two, PastRun("vps1", "service_restart", NOW - 2000, False))
     d = decide(plan(), policy, state(three))
     assert d.verdict is Verdict.REFUSE and "flapping" in d.reasons[0]
-    old = tuple(PastRun("vps1", "service_restart", NOW - 4000 - i, False) for i in range(5))
+    old = tuple(PastRun("vps1", "service_restart", NOW - 86_500 - i, False) for i in range(5))
     assert decide(plan(), policy, state(old)).verdict is Verdict.RUN  # outside the window
+
+
+def test_a_fault_back_three_times_in_a_day_is_recurring_whatever_the_spacing() -> None:
+    # three fixes 20 h, 10 h and 2 h ago: each outside the back-off window, all in one day
+    runs = tuple(PastRun("vps1", "service_restart", NOW - h * 3600, False) for h in (20, 10, 2))
+    d = decide(plan(), Policy(), state(runs))
+    assert d.verdict is Verdict.REFUSE
+    assert d.reasons[0].startswith("recurring (flapping): service_restart ran 3 times on vps1 "
+                                   "in the last 86400s (runs 72000s, 36000s, 7200s ago)")
+    # the window is a setting: counted over 12 h, only two of them are returns
+    half_day = Policy(flapping=Flapping(recurring_window_s=12 * 3600))
+    assert decide(plan(), half_day, state(runs)).verdict is Verdict.RUN
+    shipped = parse_policy((RULES_DIR / "policy.yml").read_text(), "policy.yml")
+    assert shipped.flapping.recurring_window_s == 86_400
 
 
 def test_a_recurring_subject_is_named_with_its_run_history() -> None:
@@ -180,7 +202,7 @@ def test_a_recurring_subject_is_named_with_its_run_history() -> None:
     d = decide(plan(subject=unit), Policy(), state(runs))
     assert d.verdict is Verdict.REFUSE
     assert d.reasons[0].startswith("recurring (flapping): service_restart ran 3 times on vps1 "
-                                   "(unit=nginx.service) in the last 3600s (runs 2000s, 1000s, "
+                                   "(unit=nginx.service) in the last 86400s (runs 2000s, 1000s, "
                                    "400s ago)")
     # another unit's runs on the same host are another record
     assert decide(plan(subject="unit=cron.service"), Policy(), state(runs)).verdict is (
@@ -211,7 +233,6 @@ def test_ordinary_units_are_not_protected() -> None:
 
 
 def test_protected_units_come_from_policy_yml() -> None:
-    from orchestrator.core.policy import parse_policy
 
     policy = parse_policy("protected_units: ['nginx*']\n")
     p = Plan("service_crash", "service_restart", "service_restart", ("vps1",),
