@@ -18,7 +18,7 @@ BUILD_REQUIRES := $(PYTHON) -c 'import tomllib; \
 	print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")'
 APT_PACKAGES := debootstrap systemd-container prometheus prometheus-alertmanager iproute2 \
 	prometheus-blackbox-exporter openssl \
-	openssh-client openssh-server sqlite3
+	openssh-client openssh-server sqlite3 pebble
 
 .PHONY: demo test deps venv lock lint molecule clean-lab collection
 
