@@ -225,9 +225,9 @@ def lineage_files(host: str) -> list[str]:
     return sorted(on_host(host, "ls", ARCHIVE).stdout.split())
 
 
-def serve_lineage(fault: str, host: str) -> float:
-    """The drill's "fault": a lineage from pebble whose certificate lives 2 days, which nginx
-    serves through links from its own files (the lab's site config names those)."""
+def serve_lineage(host: str) -> str:
+    """Obtain a lineage from pebble and make nginx serve it through links from its own files
+    (the lab's site config names those); the lineage's certificate."""
     certbot(host, "certonly", "--webroot", "-w", services_web.PAGE_ROOT, "--cert-name", LINEAGE,
             "-d", f"{host}.selfheal-lab.test", "--server", services_acme.DIRECTORY,
             "--agree-tos", "--register-unsafely-without-email")
@@ -235,18 +235,20 @@ def serve_lineage(fault: str, host: str) -> float:
         f"ln -sfn {LIVE}/privkey.pem {services_web.KEY} && "
         f"ln -sfn {LIVE}/fullchain.pem {services_web.CERT} && systemctl reload nginx.service"))
     assert switched.returncode == 0, switched.stderr
-    assert same_cert(served_pem(host), on_host(host, "cat", f"{LIVE}/cert.pem").stdout)
-    return time.time()
+    lineage = on_host(host, "cat", f"{LIVE}/cert.pem").stdout
+    assert same_cert(served_pem(host), lineage)
+    return lineage
 
 
 def test_certbot_lineage_renewal_rolled_back_then_renewed_by_hand(
     lab_fleet: None, tmp_path: Path
 ) -> None:
-    """certbot renews a lineage nginx serves from pebble. First the CA issues certificates as
-    short as the one served (2 days): the sweep renews, nginx serves the new one, the role's
-    own check fails and the rollback puts the whole lineage back (the rejected version leaves
+    """certbot renews a lineage nginx serves from pebble, by hand (two plays: the sweep's way
+    to the rollback is test_renewal_that_cannot_fix_is_rolled_back's). First the CA issues
+    certificates as short as the one served (2 days): nginx serves the renewed one, the role's
+    own check fails, and the rollback puts the whole lineage back (the rejected version leaves
     the archive, so certbot never re-deploys it). Then the CA issues 90-day certificates (a
-    new pebble: certbot registers with it) and a renewal by hand is served and kept."""
+    new pebble: certbot registers with it) and a renewal is served and kept."""
     inventory = yaml.safe_load(lab.lab_paths().inventory.read_text())
     inventory["lab"]["hosts"][HOST].update({
         "tls_renew_issuer": "certbot", "tls_renew_certbot_cert_name": LINEAGE,
@@ -256,17 +258,21 @@ def test_certbot_lineage_renewal_rolled_back_then_renewed_by_hand(
     (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
     controller = controller_for(settings_for(tmp_path, inventory=tmp_path / "hosts.yml"))
     paths = lab.lab_paths()
+    url = f"https://{host_address(1)}:443"
     try:
         services_acme.start(paths, SHORT)
-        result = run_drill(controller, "tls_expiry", HOST, serve_lineage, timeout_s=240)
-        assert result.state == "rolled_back", result
-        first = on_host(HOST, "cat", f"{LIVE}/cert.pem").stdout
-        assert same_cert(served_pem(), first), "nginx does not serve the restored certificate"
-        incident = controller.store.get(result.incident_id or 0)
-        assert incident is not None
+        first = serve_lineage(HOST)  # lives 2 days: inside the window
+        short = run_by_hand(controller, ManualRequest(
+            HOST, "tls_renew", {"tls_renew_url": url}, check=False, by="test"))
+        assert short.outcome is not None, short.decision
+        assert short.outcome.status is OutcomeStatus.FAILED, short.outcome
         # the role saw the renewed certificate served (its own check reads it from nginx)
-        renewed = [m for m in incident.detail["messages"] if "within" in m]
-        assert renewed and serial(first) not in renewed[0], incident.detail
+        renewed = [m for m in short.outcome.messages if "within" in m]
+        assert renewed and serial(first) not in renewed[0], short.outcome.messages
+        assert on_host(HOST, "test", "-e", f"{SNAPSHOTS}/pending").returncode == 0
+        rollback = controller.run_play(short.plan, "rollback")
+        assert rollback.status is OutcomeStatus.SUCCEEDED, rollback
+        assert same_cert(served_pem(), first), "nginx does not serve the restored certificate"
         assert lineage_files(HOST) == ["cert1.pem", "chain1.pem", "fullchain1.pem",
                                        "privkey1.pem"]
         assert on_host(HOST, "test", "-e", f"{SNAPSHOTS}/pending").returncode == 1
@@ -276,7 +282,6 @@ def test_certbot_lineage_renewal_rolled_back_then_renewed_by_hand(
         certbot(HOST, "register", "--server", services_acme.DIRECTORY, "--agree-tos",
                 "--register-unsafely-without-email")
         on_host(HOST, "sed", "-i", "/^account = /d", f"/etc/letsencrypt/renewal/{LINEAGE}.conf")
-        url = f"https://{host_address(1)}:443"
         by_hand = run_by_hand(controller, ManualRequest(
             HOST, "tls_renew", {"tls_renew_url": url}, check=False, by="test", force=True,
             reason="the lineage's CA now issues 90-day certificates"))
