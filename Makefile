@@ -16,9 +16,11 @@ UV_COMPILE := $(UV) pip compile --quiet --generate-hashes --python-version 3.11 
 # so nothing unhashed is fetched while installing.
 BUILD_REQUIRES := $(PYTHON) -c 'import tomllib; \
 	print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")'
+# pebble: Let's Encrypt's test ACME server, run on the controller by the certbot e2e test
+# (orchestrator/lab/services_acme.py).
 APT_PACKAGES := debootstrap systemd-container prometheus prometheus-alertmanager iproute2 \
 	prometheus-blackbox-exporter openssl \
-	openssh-client openssh-server sqlite3
+	openssh-client openssh-server sqlite3 pebble
 
 .PHONY: demo test deps venv lock lint molecule clean-lab collection
 

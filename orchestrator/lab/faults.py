@@ -87,8 +87,16 @@ _OLD_WORKERS_GONE = (
     "if [ $n -gt 150 ]; then echo 'nginx workers from before the reload still run after 15 s' "
     ">&2; exit 1; fi; sleep 0.1; done; done"
 )
-_INSTALL_CERT = ("sh", "-c", "old=$(pgrep -d ' ' -f '^nginx: worker process'); "
-                 f"{services_web.INSTALL_CERT[-1]} || exit 1; {_OLD_WORKERS_GONE}")
+
+
+def nginx_switch(step: str) -> tuple[str, ...]:
+    """A host command: the shell words ``step`` (which end with reloading nginx), then a wait
+    until nginx's workers from before the reload have exited, so it serves only the new files."""
+    return ("sh", "-c", "old=$(pgrep -d ' ' -f '^nginx: worker process'); "
+            f"{step} || exit 1; {_OLD_WORKERS_GONE}")
+
+
+_INSTALL_CERT = nginx_switch(services_web.INSTALL_CERT[-1])
 
 
 def _served_certificate(kind: ca.Kind, description: str) -> Fault:

@@ -30,6 +30,7 @@ from orchestrator.lab import (
     layout,
     procs,
     prometheus,
+    services_acme,
     services_blackbox,
     services_postgres,
     services_process,
@@ -332,6 +333,7 @@ def down(progress: ProgressFn | None = None) -> None:
         report(progress, "stopping Prometheus")
         prometheus.stop(paths, state.prometheus_pid if state else None)
         services_blackbox.stop(paths)
+        services_acme.stop(paths)  # a test that died may leave its ACME server
         _remove_leftovers(paths)
         generated.remove(paths)
     shutil.rmtree(paths.lab_dir, ignore_errors=True)

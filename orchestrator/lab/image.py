@@ -62,6 +62,7 @@ MASKED_UNITS = (
     "getty@tty1.service",
     "console-getty.service",
     "ssh.socket",
+    "certbot.timer",  # renews on its own twice a day: the lab's renewals are the role's
 )
 # Lab services with their own packages and image customisation (orchestrator/lab/services_*.py).
 SERVICES = (services_postgres, services_process, services_web)

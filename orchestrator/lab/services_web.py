@@ -28,7 +28,10 @@ from orchestrator.lab.layout import WEB, runs
 from orchestrator.lab.paths import FILES_DIR, LabPaths
 from orchestrator.lab.probe import resolve_address
 
-PACKAGES = ("nginx-light", "openssl")
+# certbot: the tls_renew role's production issuer, tried on the lab against a local ACME
+# server (pebble on the controller, tests/e2e/test_tls.py). python3-cffi-backend is certbot's
+# (python3-cryptography's) through a virtual package, which debootstrap does not resolve.
+PACKAGES = ("nginx-light", "openssl", "certbot", "python3-cffi-backend")
 HTTPS_PORT = 443
 CERT = "/etc/nginx/tls/site.crt"
 KEY = "/etc/nginx/tls/site.key"

@@ -26,8 +26,10 @@ from orchestrator import lab
 from orchestrator.config import PROJECT_ROOT, Settings, load_settings
 from orchestrator.drill import run_drill
 from orchestrator.engine import Controller
-from orchestrator.lab import ca, services_web
+from orchestrator.lab import ca, faults, services_acme, services_web
 from orchestrator.lab.paths import host_address
+from orchestrator.manual import ManualRequest, run_by_hand
+from orchestrator.models import OutcomeStatus
 from orchestrator.wiring import controller_for
 
 pytestmark = pytest.mark.e2e
@@ -191,4 +193,108 @@ def test_renewal_that_cannot_fix_is_rolled_back(lab_fleet: None, tmp_path: Path)
         assert rollbacks == ["succeeded"], rollbacks
         others_untouched(controller)
     finally:
+        lab.clear("tls_expiry", HOST)
+
+
+# The certbot issuer, against pebble (Let's Encrypt's test ACME server) on the controller.
+LINEAGE = "selfheal-lab"
+LIVE = f"/etc/letsencrypt/live/{LINEAGE}"
+ARCHIVE = f"/etc/letsencrypt/archive/{LINEAGE}"
+# what certbot's runs leave on a host (the package ships /etc/letsencrypt with only cli.ini)
+CERTBOT_STATE = (*(f"/etc/letsencrypt/{part}" for part in (
+    "accounts", "archive", "csr", "keys", "live", "renewal", "renewal-hooks")),
+    "/var/lib/letsencrypt", "/var/log/letsencrypt", f"{services_web.PAGE_ROOT}/.well-known")
+SHORT = int(timedelta(days=2).total_seconds())  # inside the 7-day window, as tls_expiry's
+LONG = int(timedelta(days=90).total_seconds())  # Let's Encrypt's
+
+
+def certbot(host: str, *args: str) -> None:
+    """Run certbot on ``host``, trusting pebble through the lab CA bound into the host."""
+    result = lab.ssh_run(host, ["env", f"REQUESTS_CA_BUNDLE={services_acme.HOST_CA_BUNDLE}",
+                                "certbot", *args, "--non-interactive"], timeout=90)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def serial(pem: str) -> str:
+    result = subprocess.run(["openssl", "x509", "-noout", "-serial"], input=pem,
+                            capture_output=True, text=True, check=True)
+    return result.stdout.strip().removeprefix("serial=")
+
+
+def lineage_files(host: str) -> list[str]:
+    return sorted(on_host(host, "ls", ARCHIVE).stdout.split())
+
+
+def serve_lineage(host: str) -> str:
+    """Obtain a lineage from pebble and make nginx serve it through links from its own files
+    (the lab's site config names those); the lineage's certificate."""
+    certbot(host, "certonly", "--webroot", "-w", services_web.PAGE_ROOT, "--cert-name", LINEAGE,
+            "-d", f"{host}.selfheal-lab.test", "--server", services_acme.DIRECTORY,
+            "--agree-tos", "--register-unsafely-without-email")
+    switched = on_host(host, *faults.nginx_switch(
+        f"ln -sfn {LIVE}/privkey.pem {services_web.KEY} && "
+        f"ln -sfn {LIVE}/fullchain.pem {services_web.CERT} && systemctl reload nginx.service"))
+    assert switched.returncode == 0, switched.stderr
+    lineage = on_host(host, "cat", f"{LIVE}/cert.pem").stdout
+    assert same_cert(served_pem(host), lineage)
+    return lineage
+
+
+def test_certbot_lineage_renewal_rolled_back_then_renewed_by_hand(
+    lab_fleet: None, tmp_path: Path
+) -> None:
+    """certbot renews a lineage nginx serves from pebble, by hand (two plays: the sweep's way
+    to the rollback is test_renewal_that_cannot_fix_is_rolled_back's). First the CA issues
+    certificates as short as the one served (2 days): nginx serves the renewed one, the role's
+    own check fails, and the rollback puts the whole lineage back (the rejected version leaves
+    the archive, so certbot never re-deploys it). Then the CA issues 90-day certificates (a
+    new pebble: certbot registers with it) and a renewal is served and kept."""
+    inventory = yaml.safe_load(lab.lab_paths().inventory.read_text())
+    inventory["lab"]["hosts"][HOST].update({
+        "tls_renew_issuer": "certbot", "tls_renew_certbot_cert_name": LINEAGE,
+        "tls_renew_cert_path": f"{LIVE}/fullchain.pem",
+        "tls_renew_key_path": f"{LIVE}/privkey.pem",
+        "tls_renew_certbot_ca_bundle": services_acme.HOST_CA_BUNDLE})
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
+    controller = controller_for(settings_for(tmp_path, inventory=tmp_path / "hosts.yml"))
+    paths = lab.lab_paths()
+    url = f"https://{host_address(1)}:443"
+    try:
+        services_acme.start(paths, SHORT)
+        first = serve_lineage(HOST)  # lives 2 days: inside the window
+        short = run_by_hand(controller, ManualRequest(
+            HOST, "tls_renew", {"tls_renew_url": url}, check=False, by="test"))
+        assert short.outcome is not None, short.decision
+        assert short.outcome.status is OutcomeStatus.FAILED, short.outcome
+        # the role saw the renewed certificate served (its own check reads it from nginx)
+        renewed = [m for m in short.outcome.messages if "within" in m]
+        assert renewed and serial(first) not in renewed[0], short.outcome.messages
+        assert on_host(HOST, "test", "-e", f"{SNAPSHOTS}/pending").returncode == 0
+        rollback = controller.run_play(short.plan, "rollback")
+        assert rollback.status is OutcomeStatus.SUCCEEDED, rollback
+        assert same_cert(served_pem(), first), "nginx does not serve the restored certificate"
+        assert lineage_files(HOST) == ["cert1.pem", "chain1.pem", "fullchain1.pem",
+                                       "privkey1.pem"]
+        assert on_host(HOST, "test", "-e", f"{SNAPSHOTS}/pending").returncode == 1
+
+        services_acme.start(paths, LONG)  # a new server: the old account is unknown to it
+        on_host(HOST, "rm", "-r", "/etc/letsencrypt/accounts")
+        certbot(HOST, "register", "--server", services_acme.DIRECTORY, "--agree-tos",
+                "--register-unsafely-without-email")
+        on_host(HOST, "sed", "-i", "/^account = /d", f"/etc/letsencrypt/renewal/{LINEAGE}.conf")
+        by_hand = run_by_hand(controller, ManualRequest(
+            HOST, "tls_renew", {"tls_renew_url": url}, check=False, by="test", force=True,
+            reason="the lineage's CA now issues 90-day certificates"))
+        assert by_hand.outcome is not None, by_hand.decision
+        assert by_hand.outcome.status is OutcomeStatus.SUCCEEDED, by_hand.outcome
+        served = served_pem()
+        assert serial(served) != serial(first)
+        assert ca.not_after(served) > datetime.now(UTC) + timedelta(days=80)
+        # certbot numbered the renewal after the restored lineage and repointed live/ at it
+        assert on_host(HOST, "readlink", f"{LIVE}/fullchain.pem").stdout.strip() == \
+            f"../../archive/{LINEAGE}/fullchain2.pem"
+        assert on_host(HOST, "test", "-e", f"{SNAPSHOTS}/pending").returncode == 1
+    finally:
+        services_acme.stop(paths)
+        on_host(HOST, "rm", "-rf", services_web.CERT, services_web.KEY, *CERTBOT_STATE)
         lab.clear("tls_expiry", HOST)

@@ -59,7 +59,8 @@ def test_tasks_run_no_shell_and_commands_are_argument_lists() -> None:
                     assert not modules, (path.name, item.get("name"))
                     if "ansible.builtin.command" in item:
                         assert set(item["ansible.builtin.command"]) <= {
-                            "argv", "stdin", "removes", "creates"}, (path.name, item["name"])
+                            "argv", "stdin", "removes", "creates", "chdir"
+                        }, (path.name, item["name"])
 
 
 def test_catalog_entry(rules: Rules) -> None:

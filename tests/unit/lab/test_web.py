@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.errors import TargetError
-from orchestrator.lab import ca, faults, prometheus, services_blackbox, services_web
+from orchestrator.errors import PermanentError, TargetError
+from orchestrator.lab import ca, faults, prometheus, services_acme, services_blackbox, services_web
 from orchestrator.lab.paths import LabPaths
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -132,3 +132,18 @@ def test_certificate_faults_are_staged_cleared_and_need_a_web_host() -> None:
         fault = faults.FAULTS[name]
         assert fault.clear and fault.prepare and fault.prepare_clear and fault.settle
         assert fault.group == "web"
+
+
+def test_acme_server_config_serves_in_the_lab_net_with_the_asked_validity(
+    tmp_path: Path,
+) -> None:
+    pebble = services_acme.config(tmp_path, 172800)["pebble"]
+    assert isinstance(pebble, dict)
+    assert pebble["listenAddress"] == f"{services_acme.ADDRESS}:{services_acme.PORT}"
+    assert services_acme.DIRECTORY.startswith(f"https://{pebble['listenAddress']}/")
+    assert pebble["certificate"] == str(tmp_path / "site.crt")
+    assert pebble["privateKey"] == str(tmp_path / "site.key")
+    assert pebble["certificateValidityPeriod"] == 172800
+    assert f"{services_web.LAB_CA_DIR}/ca.crt" == services_acme.HOST_CA_BUNDLE
+    with pytest.raises(PermanentError, match="must be positive"):
+        services_acme.config(tmp_path, 0)
