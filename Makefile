@@ -97,4 +97,8 @@ collection: venv
 	rm -rf $(COLLECTION_BUILD) && mkdir -p $(COLLECTION_BUILD) $(COLLECTION_OUT)
 	cp deploy/ansible-collection/galaxy.yml deploy/ansible-collection/README.md $(COLLECTION_BUILD)/
 	cp -r ansible/roles $(COLLECTION_BUILD)/roles
+	# a collection's roles find no modules in their own library/: they go to plugins/modules,
+	# where the role's short name resolves (its own collection is searched first)
+	mkdir -p $(COLLECTION_BUILD)/plugins/modules
+	cp ansible/roles/*/library/*.py $(COLLECTION_BUILD)/plugins/modules/
 	$(VENV)/bin/ansible-galaxy collection build $(COLLECTION_BUILD) --output-path $(COLLECTION_OUT) --force
