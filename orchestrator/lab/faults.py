@@ -111,23 +111,25 @@ def _served_certificate(kind: ca.Kind, description: str) -> Fault:
 _QUIET_CORES = 0.05
 
 
+def group_cores(host: str) -> dict[str, float]:
+    """Cores each process group of lab host ``host`` used over the last 10 s, as Prometheus
+    sees them (the process_cpu_high signal's own query, for one host)."""
+    instance = f"{resolve_address(host)}:{services_process.PORT}"
+    rows = prometheus.query(f'sum by (groupname) (rate(namedprocess_namegroup_cpu_seconds_total'
+                            f'{{instance="{instance}"}}[10s]))')
+    return {row["metric"]["groupname"]: float(row["value"][1]) for row in rows}
+
+
 def _cpu_quiet(group: str, timeout: float = 60.0) -> Step:
     """Wait until Prometheus shows process group ``group`` of the host idle again: a stopped
     burner stays in the signal's 10 s rate window, and a sweep right after the clear (the next
     test's) would still see a runaway there. ``PermanentError`` after ``timeout``."""
 
     def settle(paths: LabPaths, host: str) -> None:
-        instance = f"{resolve_address(host)}:{services_process.PORT}"
-        promql = (f'sum(rate(namedprocess_namegroup_cpu_seconds_total{{instance="{instance}",'
-                  f'groupname="{group}"}}[10s]))')
-
-        def quiet() -> bool:
-            rows = prometheus.query(promql)
-            return all(float(row["value"][1]) < _QUIET_CORES for row in rows)
-
-        if not procs.wait_until(quiet, timeout, interval=1.0):
+        if not procs.wait_until(lambda: group_cores(host).get(group, 0.0) < _QUIET_CORES,
+                                timeout, interval=1.0):
             raise PermanentError(f"{group} on {host} still used CPU {timeout:.0f} s after the "
-                                 f"clear (query: {promql})")
+                                 f"clear: {group_cores(host)}")
 
     return settle
 

@@ -20,8 +20,7 @@ import pytest
 
 from orchestrator import lab
 from orchestrator.drill import run_drill
-from orchestrator.lab import prometheus
-from orchestrator.lab.faults import ROGUE_PID_FILE
+from orchestrator.lab.faults import ROGUE_PID_FILE, group_cores
 from orchestrator.lab.paths import host_address
 from orchestrator.lab.probe import ssh_argv
 from orchestrator.manual import ManualRequest, run_by_hand
@@ -37,22 +36,14 @@ def inject(fault: str, host: str) -> float:
     return lab.inject(fault, host).injected_at
 
 
-def group_cpu(host: str) -> dict[str, float]:
-    """Cores each process group of ``host`` used over the last 10 s (the signal's own query)."""
-    instance = f"{host_address(int(host.removeprefix('vps')))}:9256"
-    rows = prometheus.query(
-        f'sum by (groupname) (rate(namedprocess_namegroup_cpu_seconds_total'
-        f'{{instance="{instance}"}}[10s]))')
-    return {r["metric"]["groupname"]: float(r["value"][1]) for r in rows}
-
-
 def wait_for_group(host: str, group: str, above: float, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if group_cpu(host).get(group, 0.0) > above:
+        if group_cores(host).get(group, 0.0) > above:
             return
         time.sleep(1)
-    raise AssertionError(f"{group} on {host} never used more than {above} core: {group_cpu(host)}")
+    raise AssertionError(f"{group} on {host} never used more than {above} core: "
+                         f"{group_cores(host)}")
 
 
 def snapshot(host: str) -> dict[str, object]:
@@ -78,7 +69,7 @@ def test_a_rogue_process_outside_any_unit_is_stopped(lab_fleet: None, tmp_path: 
     assert (taken["decision"], taken["unit"], taken["cgroup"]) == ("stop", "", "/")
     assert taken["cmdline"] == "sha256sum /dev/zero"
     assert lab.ssh_run("vps3", ["pgrep", "-x", "sha256sum"]).returncode == 1, "still running"
-    assert group_cpu("vps3").get("sha256sum", 0.0) < 0.2
+    assert group_cores("vps3").get("sha256sum", 0.0) < 0.2
     assert {h: started_at(h) for h in before} == before, "another host's service was restarted"
     assert {run.host for run in controller.store.history(0)} == {"vps3"}
 
@@ -97,7 +88,7 @@ def test_a_units_own_spinning_process_restarts_the_unit(lab_fleet: None, tmp_pat
     assert started_at("vps2") != before["vps2"], "the demo unit was not restarted"
     assert {h: started_at(h) for h in ("vps1", "vps3")} == {
         h: before[h] for h in ("vps1", "vps3")}
-    assert group_cpu("vps2").get("selfheal_demo.py", 1.0) < 0.2
+    assert group_cores("vps2").get("selfheal_demo.py", 1.0) < 0.2
     assert {run.host for run in controller.store.history(0)} == {"vps2"}
 
 
@@ -168,4 +159,4 @@ def test_a_renice_is_rolled_back_to_the_old_nice_value(lab_fleet: None, tmp_path
         lab.clear("cpu_runaway", "vps2")
     # The clear waits until the burner left the signal's rate window: the next test on vps2
     # (the db pool's, in file order) once healed this leftover runaway instead of its own fault.
-    assert group_cpu("vps2").get("sha256sum", 0.0) < 0.2
+    assert group_cores("vps2").get("sha256sum", 0.0) < 0.2
