@@ -135,7 +135,9 @@ def diagnose(findings: Iterable[Finding], rules: FaultRules, hosts: Iterable[str
              detected: Collection[Detected] = ()) -> list[HostVerdict]:
     """A verdict for every host in ``hosts`` (``groups``: each host's inventory groups).
 
-    A host none of whose required signals has data is UNKNOWN.
+    A host none of whose required signals has data is UNKNOWN. A host with no diagnosis is
+    FIRING only when a symptom fires (``FaultRules.evidence_only`` lists the signals that are
+    not one): that is what "too much broken" counts.
     """
     hosts = sorted(set(hosts))
     groups = groups or {}
@@ -162,12 +164,15 @@ def diagnose(findings: Iterable[Finding], rules: FaultRules, hosts: Iterable[str
             health = Health.UNKNOWN
             unknown = sorted(s for s, h in states.items() if h is Health.UNKNOWN)
             notes.append(f"no fresh data for {', '.join(unknown)}")
-        elif Health.FIRING in states.values():
+        elif symptoms := [s for s, h in states.items()
+                          if h is Health.FIRING and s not in rules.evidence_only]:
             health = Health.FIRING
-            notes.append("signals firing that match no fault: "
-                         + ", ".join(s for s, h in states.items() if h is Health.FIRING))
+            notes.append("signals firing that match no fault: " + ", ".join(symptoms))
         else:
             health = Health.HEALTHY
+            if evidence := [s for s, h in states.items() if h is Health.FIRING]:
+                notes.append(f"{', '.join(evidence)} firing, but only evidence beside other "
+                             "signals or a detector's finding: no fault on its own")
         verdicts.append(HostVerdict(host, health, tuple(diagnoses), tuple(notes), states,
                                     {s: tuple(f) for s, f in signals.items()}))
     return verdicts

@@ -60,6 +60,17 @@ class FaultRules(_Rule):
         used = {s for f in self.faults.values() for s in (*f.when_firing, *f.when_healthy)}
         return tuple(s for s in self.signals if s in used)
 
+    @property
+    def evidence_only(self) -> frozenset[str]:
+        """Signals that say nothing wrong on their own: a fault's second and later
+        ``when_firing`` signals (idle sessions without a full pool) and the lead of a fault that
+        also needs a detector's finding (a growing service with no exhaustion forecast). A host
+        where only these fire is not broken; everything else firing is a symptom."""
+        alone = {s for f in self.faults.values() for s in f.when_healthy}
+        alone |= {f.when_firing[0] for f in self.faults.values()
+                  if f.when_firing and not f.when_detected}
+        return frozenset(s for s in self.used_signals if s not in alone)
+
 
 class _File(_Rule):
     faults: dict[str, dict[str, Any]] = Field(min_length=1)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from orchestrator.errors import PermanentError, TargetError
 from orchestrator.lab import ca, demo_releases, procs, prometheus, services_process, services_web
 from orchestrator.lab.layout import APP, DB, WEB, runs
-from orchestrator.lab.paths import DEMO_UNIT, LabPaths, lab_paths
+from orchestrator.lab.paths import DEMO_PORT, DEMO_UNIT, LabPaths, lab_paths
 from orchestrator.lab.probe import resolve_address, ssh_run
 from orchestrator.lab.services_postgres import APP_USER
 from orchestrator.lab.state import Injection, load_state, locked, record_injection
@@ -134,6 +134,23 @@ def _cpu_quiet(group: str, timeout: float = 60.0) -> Step:
     return settle
 
 
+def _demo_scraped_up(timeout: float = 30.0) -> Step:
+    """Wait until Prometheus has scraped the host's demo app up after the clear restarted it:
+    a scrape that fell inside the restart says "down" until the next one, and a sweep right
+    after the clear (the next drill's) would open a crash nobody caused. ``PermanentError``
+    after ``timeout``."""
+
+    def settle(paths: LabPaths, host: str) -> None:
+        since = time.time()
+        target = f'up{{job="demo",instance="{resolve_address(host)}:{DEMO_PORT}"}}'
+        if not procs.wait_until(lambda: bool(prometheus.query(
+                f"{target} == 1 and timestamp({target}) > {since:.3f}")), timeout, interval=0.5):
+            raise PermanentError(f"the demo app on {host} was not scraped up within "
+                                 f"{timeout:.0f} s of the clear: {prometheus.query(target)}")
+
+    return settle
+
+
 FILL = "/usr/local/bin/selfheal_lab_fill.py"
 DISK_UNIT = "selfheal-lab-disk-fill.service"
 DB_UNIT = "selfheal-lab-db-fill.service"
@@ -144,6 +161,7 @@ FAULTS: dict[str, Fault] = {
         description=f"SIGKILL {DEMO_UNIT}; systemd marks it failed and does not restart it",
         command=("systemctl", "kill", "--kill-whom=main", "--signal=SIGKILL", DEMO_UNIT),
         clear=("systemctl", "restart", DEMO_UNIT),
+        settle_clear=_demo_scraped_up(),
         group=APP,
     ),
     "disk_full": Fault(
@@ -189,6 +207,7 @@ FAULTS: dict[str, Fault] = {
                     f"to 384 MB (restart buys time; rolling back to {demo_releases.FIRST} heals)",
         command=demo_releases.deploy_command(demo_releases.LEAKY),
         clear=demo_releases.undeploy_command(demo_releases.LEAKY),
+        settle_clear=_demo_scraped_up(),
         group=APP,
     ),
 }

@@ -94,3 +94,29 @@ def test_a_fault_fires_on_a_detector_opinion_and_only_there() -> None:
     (d,) = verdicts["h1"].diagnoses
     assert d.fault == "disk_filling" and "forecast detector" in d.evidence[0]
     assert not verdicts["h2"].diagnoses  # another detector's opinion is not the trigger
+
+
+def test_evidence_alone_is_not_a_broken_host_but_a_symptom_is() -> None:
+    """"Too much broken" counts FIRING hosts: a signal that only backs up another (a release
+    marker without a big service) must not count, or evidence left on three hosts holds the
+    fix of a real fault on the fourth. A host that is down still counts."""
+    assert FAULTS.evidence_only == {"deployed"}
+    findings = [f("marked", "node_up", Health.HEALTHY),
+                f("marked", "rss", Health.HEALTHY, unit="a.service"),
+                f("marked", "deployed", Health.FIRING, unit="a.service"),
+                f("down", "node_up", Health.FIRING),
+                f("down", "rss", Health.HEALTHY, unit="a.service")]
+    verdicts = {v.host: v for v in diagnose(findings, FAULTS, ["marked", "down"])}
+    assert verdicts["marked"].health is Health.HEALTHY
+    assert verdicts["marked"].signals["deployed"] is Health.FIRING  # still shown as it is
+    assert "deployed firing, but only evidence" in verdicts["marked"].notes[-1]
+    assert verdicts["down"].health is Health.FIRING
+    assert "node_up" in verdicts["down"].notes[-1]
+
+
+def test_the_shipped_evidence_signals_are_the_ones_that_back_up_another() -> None:
+    from orchestrator.rules import load_rules
+    from tests.conftest import ROLES_DIR, RULES_DIR
+
+    faults = load_rules(RULES_DIR, ROLES_DIR).faults
+    assert faults.evidence_only == {"db_idle_in_transaction", "service_memory_growing"}
