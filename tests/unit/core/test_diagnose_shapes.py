@@ -119,4 +119,5 @@ def test_the_shipped_evidence_signals_are_the_ones_that_back_up_another() -> Non
     from tests.conftest import ROLES_DIR, RULES_DIR
 
     faults = load_rules(RULES_DIR, ROLES_DIR).faults
-    assert faults.evidence_only == {"db_idle_in_transaction", "service_memory_growing"}
+    assert faults.evidence_only == {"db_idle_in_transaction", "disk_filling",
+                                    "service_memory_growing"}
