@@ -45,8 +45,8 @@ def old_file(path: Path, age_days: float = 10, data: bytes = b"line\n" * 100) ->
 
 
 def listed(root: Path, pattern: str, checksum: bool = False) -> dict[str, object]:
-    (entry,) = MOD.listing(str(root), [pattern], 7 * DAY, time.time(), checksum)
-    return dict(entry)
+    (entry,) = MOD.listing(str(root), [pattern], 7 * DAY, time.time())
+    return dict(MOD.checksummed([entry])[0] if checksum else entry)
 
 
 def test_a_folder_swapped_for_a_symlink_after_the_listing_is_never_walked(tmp_path: Path) -> None:
@@ -76,7 +76,7 @@ def test_a_file_that_gained_a_link_or_became_young_is_left_alone(tmp_path: Path)
     linked = old_file(root / "a.log.9")
     young = old_file(root / "b.log.9")
     entries = {Path(str(e["path"])).name: dict(e) for e in MOD.listing(
-        str(root), ["*.log.[0-9]*"], 7 * DAY, time.time(), False)}
+        str(root), ["*.log.[0-9]*"], 7 * DAY, time.time())}
     os.link(linked, tmp_path / "elsewhere")
     os.utime(young, None)  # written again just now
     assert not MOD.delete([str(root)], entries["a.log.9"], 7 * DAY)
@@ -114,3 +114,20 @@ def test_a_log_changed_after_its_checksum_keeps_its_original(tmp_path: Path) -> 
     with pytest.raises(OSError, match="did not read back"):
         MOD.compress([str(root)], entry)
     assert log.exists() and not (root / "app.log.1.gz").exists()
+
+
+def test_only_the_files_chosen_for_compression_are_read_for_their_checksum(
+        tmp_path: Path) -> None:
+    """An open log or one with a second link is never compressed, so it is never read: on a
+    host with many large open rotated logs, reading them all cost the cleanup its time."""
+    root = tmp_path / "log"
+    free = old_file(root / "a.log.1", age_days=1)
+    held = old_file(root / "b.log.1", age_days=1)
+    linked = old_file(root / "c.log.1", age_days=1)
+    os.link(linked, tmp_path / "elsewhere")
+    found = MOD.listing(str(root), ["*.log.[0-9]"], 3600, time.time())
+    assert all("checksum" not in f for f in found)
+    picked = MOD.checksummed(MOD.chosen(found, free.stat().st_dev, {str(held)}, set(),
+                                        ("path", "size", "mtime", "inode", "mode"), 10))
+    assert [p["path"] for p in picked] == [str(free)]
+    assert picked[0]["checksum"] == hashlib.sha256(free.read_bytes()).hexdigest()

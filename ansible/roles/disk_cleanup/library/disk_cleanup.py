@@ -49,8 +49,8 @@ options:
 CHUNK = 1 << 20
 
 
-def listing(root: str, patterns: list[str], min_age_s: float, now: float,
-            checksum: bool) -> list[dict[str, object]]:
+def listing(root: str, patterns: list[str], min_age_s: float, now: float
+            ) -> list[dict[str, object]]:
     """Regular files under ``root`` (symlinks never followed) whose name matches a pattern and
     whose mtime is at least ``min_age_s`` old."""
     found = []
@@ -69,8 +69,6 @@ def listing(root: str, patterns: list[str], min_age_s: float, now: float,
                                         "inode": st.st_ino, "dev": st.st_dev,
                                         "nlink": st.st_nlink,
                                         "mode": f"{stat.S_IMODE(st.st_mode):04o}"}
-            if checksum:
-                entry["checksum"] = sha256_of(path)
             found.append(entry)
     return found
 
@@ -115,6 +113,18 @@ def chosen(found: list[dict[str, object]], dev: int, held: set[str], exclude: se
           and f["path"] not in held and f["path"] not in exclude]
     ok.sort(key=lambda f: float(str(f["mtime"])))
     return [{k: f[k] for k in keys if k in f} for f in ok[:limit]]
+
+
+def checksummed(entries: list[dict[str, object]]) -> list[dict[str, object]]:
+    """``entries`` with the sha256 their .gz must read back to, read only for the files chosen
+    (open, multi-link and surplus files are never read); a file gone since is dropped."""
+    out = []
+    for entry in entries:
+        try:
+            out.append({**entry, "checksum": sha256_of(str(entry["path"]))})
+        except OSError:
+            continue
+    return out
 
 
 class Walk:
@@ -245,16 +255,15 @@ def main() -> None:
     before = free_bytes(mountpoint)
     now = time.time()
     min_age_s = p["min_age_days"] * 86400
-    old = [f for root in safe for f in listing(root, p["delete_patterns"], min_age_s, now, False)]
+    old = [f for root in safe for f in listing(root, p["delete_patterns"], min_age_s, now)]
     rotated = [f for root in safe for f in listing(root, p["compress_patterns"],
-                                                    p["compress_min_age_hours"] * 3600, now,
-                                                    True)]
+                                                    p["compress_min_age_hours"] * 3600, now)]
     held = open_files()
     old_paths = {str(f["path"]) for f in old}
     to_delete = chosen(old, mount.st_dev, held, set(), ("path", "size", "mtime", "inode"),
                        p["max_files"])
-    to_compress = chosen(rotated, mount.st_dev, held, old_paths,
-                         ("path", "size", "mtime", "inode", "checksum", "mode"), p["max_files"])
+    to_compress = checksummed(chosen(rotated, mount.st_dev, held, old_paths,
+                                     ("path", "size", "mtime", "inode", "mode"), p["max_files"]))
     left = sorted({str(f["path"]) for f in old + rotated} & held)
     changed = check and bool(to_delete or to_compress)  # check mode: what a run would change
     errors: list[str] = []
