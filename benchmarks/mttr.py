@@ -31,7 +31,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from orchestrator import lab
+from orchestrator import lab, logs
 from orchestrator.config import Settings, load_settings
 from orchestrator.core.catalog import Catalog
 from orchestrator.drill import DrillResult, await_drill, run_drill
@@ -162,6 +162,7 @@ def main() -> int:
     if args.runs < 1:
         parser.error("--runs must be at least 1")
     faults = healable if args.fault == "all" else [args.fault]
+    logs.setup("WARNING")  # the controller's warnings (e.g. detector anomalies) with their fields
 
     from rich.console import Console
     from rich.progress import Progress
