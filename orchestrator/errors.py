@@ -7,7 +7,8 @@
     │   ├── InventoryError        the Ansible inventory cannot be read, or a host is not in it
     │   ├── UnsafeValueError      a value from outside (label, annotation, LLM text) was refused
     │   ├── TargetError           an empty or unknown target set (never "all hosts")
-    │   └── AuditChainError       the audit chain does not verify
+    │   ├── AuditChainError       the audit chain does not verify
+    │   └── StoreSchemaError      the store was made by an older selfheal and cannot be upgraded
     └── TemporaryError            worth retrying after ``delay`` seconds
         ├── SourceUnavailable     Prometheus (or another source) did not answer
         ├── ControllerBusy        another sweep holds the controller lock
@@ -57,6 +58,10 @@ class TargetError(PermanentError):
 
 class AuditChainError(PermanentError):
     """The audit chain does not verify: a record was edited, deleted or reordered."""
+
+
+class StoreSchemaError(PermanentError):
+    """The store lacks something this selfheal needs and cannot add in place."""
 
 
 class SourceUnavailable(TemporaryError):

@@ -38,6 +38,7 @@ from orchestrator.store.audit import (
     verify_chain,
     write_marker,
 )
+from orchestrator.store.upgrade import upgrade
 
 log = logging.getLogger(__name__)
 RUN_STARTED = "started"  # runs.status (finished_at = started_at) until the outcome is written
@@ -65,6 +66,7 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql(
                 "BEGIN IMMEDIATE"))
+        upgrade(self.engine)  # columns added since an older selfheal made this database
         schema.metadata.create_all(self.engine)
         self.actor = actor
         self.write_retry_s = write_retry_s
@@ -142,12 +144,9 @@ class Store:
         return count
 
     def _seal_unsealed_head(self) -> None:
-        """Databases made before the head was sealed: add the column and seal the head as it is,
-        once, and only while no marker says this install already seals (else a removed seal
-        would be re-made over a forged head)."""
-        if "seal" not in {c["name"] for c in inspect(self.engine).get_columns("audit_head")}:
-            with self.engine.begin() as conn:
-                conn.exec_driver_sql("ALTER TABLE audit_head ADD COLUMN seal VARCHAR(64)")
+        """Databases made before the head was sealed (``upgrade`` added the column): seal the
+        head as it is, once, and only while no marker says this install already seals (else a
+        removed seal would be re-made over a forged head)."""
         if self._marker is None or self._marker.exists():
             return
         with self.engine.begin() as conn:
