@@ -25,6 +25,8 @@ LEAKY = "v2"
 APP_DIR = "/opt/selfheal-demo"
 BUILDS_DIR = "/usr/local/share/selfheal-demo"
 DEPLOY = "/usr/local/sbin/selfheal-demo-deploy"
+# release_rollback's default snapshot_dir on a host (ansible/roles/release_rollback/defaults)
+ROLLBACK_SNAPSHOTS = "/var/lib/selfheal/snapshots/release_rollback"
 
 
 def customise(root: Path) -> None:
@@ -50,7 +52,9 @@ def deploy_command(release: str) -> tuple[str, ...]:
 
 
 def undeploy_command(release: str) -> tuple[str, ...]:
-    """Back to the first release, the way the image had it: ``release`` removed, unit restarted.
+    """Back to the first release, the way the image had it: ``release`` removed, unit restarted,
+    and release_rollback's snapshot of an earlier heal gone (a link made within a minute of it
+    would pass for the role's own, and the next test would find "already rolled back").
 
     Prometheus keeps both releases' series, so "a release changed in the last 24 h" stays true.
     """
@@ -58,6 +62,6 @@ def undeploy_command(release: str) -> tuple[str, ...]:
         "sh", "-c",
         f"ln -sfn {APP_DIR}/releases/{FIRST} {APP_DIR}/current.tmp && "
         f"mv -T {APP_DIR}/current.tmp {APP_DIR}/current && "
-        f"rm -rf {APP_DIR}/releases/{release} && "
+        f"rm -rf {APP_DIR}/releases/{release} {ROLLBACK_SNAPSHOTS} && "
         f"systemctl restart {DEMO_UNIT}",
     )

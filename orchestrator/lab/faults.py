@@ -135,10 +135,10 @@ def _cpu_quiet(group: str, timeout: float = 60.0) -> Step:
 
 
 def _demo_scraped_up(timeout: float = 30.0) -> Step:
-    """Wait until Prometheus has scraped the host's demo app up after the clear restarted it:
-    a scrape that fell inside the restart says "down" until the next one, and a sweep right
-    after the clear (the next drill's) would open a crash nobody caused. ``PermanentError``
-    after ``timeout``."""
+    """Wait until Prometheus has scraped the host's demo app up after a step restarted it (a
+    deploy, a clear): a scrape that fell inside the restart says "down" until the next one,
+    and a sweep right then (the drill's own, or the next test's) would open a crash nobody
+    caused. ``PermanentError`` after ``timeout``."""
 
     def settle(paths: LabPaths, host: str) -> None:
         since = time.time()
@@ -207,7 +207,7 @@ FAULTS: dict[str, Fault] = {
                     f"to 384 MB (restart buys time; rolling back to {demo_releases.FIRST} heals)",
         command=demo_releases.deploy_command(demo_releases.LEAKY),
         clear=demo_releases.undeploy_command(demo_releases.LEAKY),
-        settle_clear=_demo_scraped_up(),
+        settle=_demo_scraped_up(),  # both deploy and undeploy restart the app
         group=APP,
     ),
 }
