@@ -1,12 +1,18 @@
-"""Pick the process that burns the most CPU on a host from two samples of its /proc.
+#!/usr/bin/python3
+"""Pick the process that burns the most CPU on a host: the runaway_process role's choice.
 
-Used by the ``runaway_process`` role (``runaway_process_pick`` filter) on the controller, on the
-text the role's two sampling tasks read from the host; pure, so ``tests/unit/roles`` test it on
-crafted samples. Each sample is ``grep -H '' /proc/uptime /proc/PID/stat [/proc/PID/cgroup]``
-output: one ``/proc/...:LINE`` per line. CPU use is the change of utime + stime between the
-samples over the change of uptime, so a process that started burning a second ago ranks above
-an old one with a high lifetime average (which is what ``ps``'s %CPU is). A process seen in
-only one sample (the sampling commands themselves, Ansible's own module runs) is not ranked.
+One module call on the host instead of two sampling commands, a wait and a filter on the
+controller (each task a round trip over SSH; and a role's filter_plugins/ do not load when the
+role runs from the selfheal.remediation collection, where its library/ becomes plugins/modules).
+It reads /proc twice, ``sample_s`` apart (``/proc/uptime`` and every ``/proc/PID/stat``, plus
+every ``/proc/PID/cgroup`` the second time), and decides. It only reads: check mode runs it the
+same way, and it never reports a change. ``pick`` is pure, so tests/unit/roles feed it crafted
+samples; a sample maps each file's path to its text.
+
+CPU use is the change of utime + stime between the samples over the change of uptime, so a
+process that started burning a second ago ranks above an old one with a high lifetime average
+(which is what ``ps``'s %CPU is). A process seen in only one sample is not ranked, nor is this
+module's own process.
 
 The decision, in this order: nothing above ``min_cpu_percent`` -> ``none``; PID 1, a protected
 command (sshd) or a process of a protected unit -> ``refuse``; a process of a ``.service`` unit
@@ -17,24 +23,57 @@ stop). The top process is never skipped for the next one: a refused top process 
 from __future__ import annotations
 
 import fnmatch
+import os
+import time
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+
+DOCUMENTATION = r"""
+module: runaway_process_pick
+short_description: Find the top CPU process between two samples of /proc and decide what to do
+description: The runaway_process role's choice; see the role's README. Reads only.
+options:
+  sample_s: {type: float, required: true, description: Seconds between the two samples.}
+  protected_units: {type: list, elements: str, required: true, description: Units never touched.}
+  protected_commands: {type: list, elements: str, required: true, description: Commands (comm).}
+  min_cpu_percent: {type: float, required: true, description: Share of one core that counts.}
+  action: {type: str, required: true, description: renice or stop, for a process of no service.}
+"""
 
 USER_HZ = 100  # clock ticks per second in /proc/PID/stat on every Linux build (sysconf CLK_TCK)
 UNIT_SUFFIXES = (".service", ".scope", ".socket", ".mount", ".swap", ".timer", ".slice")
 ACTIONS = ("renice", "stop")
 
 
-def _parse(sample: str) -> tuple[float, dict[int, dict[str, Any]]]:
+def read_sample(with_cgroup: bool, proc: str = "/proc") -> dict[str, str]:
+    """``/proc/uptime`` and each process's ``stat`` (and ``cgroup``), keyed by their path."""
+    sample = {"/proc/uptime": _read(os.path.join(proc, "uptime"))}
+    kinds = ("stat", "cgroup") if with_cgroup else ("stat",)
+    for name in os.listdir(proc):
+        if not name.isdigit():
+            continue
+        for kind in kinds:
+            try:
+                sample[f"/proc/{name}/{kind}"] = _read(os.path.join(proc, name, kind))
+            except OSError:
+                break  # the process ended while /proc was read: it is simply missing
+    return sample
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8", errors="replace") as stream:
+        return stream.read()
+
+
+def _parse(sample: Mapping[str, str]) -> tuple[float, dict[int, dict[str, Any]]]:
     """(uptime seconds, pid -> {comm, ppid, ticks, nice, starttime, cgroup lines})."""
-    uptime = None
+    if "/proc/uptime" not in sample:
+        raise ValueError("the sample has no /proc/uptime; read it with read_sample()")
+    uptime = float(sample["/proc/uptime"].split()[0])
     procs: dict[int, dict[str, Any]] = {}
-    for line in sample.splitlines():
-        path, sep, text = line.partition(":")
-        if not sep:
-            continue
-        if path == "/proc/uptime":
-            uptime = float(text.split()[0])
-            continue
+    for path, text in sample.items():
         parts = path.split("/")
         if len(parts) != 4 or not parts[2].isdigit():
             continue
@@ -47,9 +86,7 @@ def _parse(sample: str) -> tuple[float, dict[int, dict[str, Any]]]:
             entry.update(comm=comm, ppid=int(rest[1]), ticks=int(rest[11]) + int(rest[12]),
                          nice=int(rest[16]), starttime=int(rest[19]))
         elif kind == "cgroup":
-            entry["cgroup"].append(text)
-    if uptime is None:
-        raise ValueError("the sample has no /proc/uptime line; was it read with grep -H?")
+            entry["cgroup"] = text.splitlines()
     return uptime, {pid: p for pid, p in procs.items() if "ticks" in p}
 
 
@@ -82,10 +119,11 @@ def _protected(unit: str, patterns: list[str]) -> str | None:
     return None
 
 
-def runaway_process_pick(first: str, second: str, protected_units: list[str],
-                         protected_commands: list[str], min_cpu_percent: float | str,
-                         action: str) -> dict[str, Any]:
-    """The top CPU process between the two samples and what to do about it."""
+def pick(first: Mapping[str, str], second: Mapping[str, str], protected_units: list[str],
+         protected_commands: list[str], min_cpu_percent: float, action: str,
+         exclude: Iterable[int] = ()) -> dict[str, Any]:
+    """The top CPU process between the two samples (``exclude``: PIDs never ranked) and what to
+    do about it."""
     if action not in ACTIONS:
         raise ValueError(f"runaway_process_action must be one of {ACTIONS}, not {action!r}")
     up1, before = _parse(first)
@@ -93,11 +131,13 @@ def runaway_process_pick(first: str, second: str, protected_units: list[str],
     elapsed = up2 - up1
     if elapsed <= 0:
         raise ValueError(f"the second sample is not later than the first ({up1} -> {up2})")
+    skip = set(exclude)
     ranked = []
     for pid, now in after.items():
         then = before.get(pid)
-        if then is None or then["starttime"] != now["starttime"] or pid == 2 or now["ppid"] == 2:
-            continue  # new, or a reused PID, or a kernel thread
+        if (then is None or then["starttime"] != now["starttime"] or pid == 2 or now["ppid"] == 2
+                or pid in skip):
+            continue  # new, or a reused PID, or a kernel thread, or this module
         cpu = (now["ticks"] - then["ticks"]) / USER_HZ / elapsed * 100
         unit, path = unit_of(now["cgroup"])
         ranked.append({**{k: now[k] for k in ("pid", "ppid", "comm", "nice", "starttime")},
@@ -108,8 +148,8 @@ def runaway_process_pick(first: str, second: str, protected_units: list[str],
     base = {"top": top5, "sampled_s": round(elapsed, 2)}
     if not ranked or ranked[0]["cpu_percent"] < float(min_cpu_percent):
         best = ranked[0]["cpu_percent"] if ranked else 0.0
-        return {**base, "decision": "none", "reason": f"no process above {min_cpu_percent}% "
-                f"CPU (the top one used {best}%): nothing to do"}
+        return {**base, "decision": "none", "reason": f"no process above "
+                f"{float(min_cpu_percent):g}% CPU (the top one used {best}%): nothing to do"}
     top = ranked[0]
     who = f"process {top['pid']} ({top['comm']}, {top['cpu_percent']}% CPU"
     who += f", unit {top['unit']})" if top["unit"] else ", no unit)"
@@ -130,8 +170,31 @@ def runaway_process_pick(first: str, second: str, protected_units: list[str],
     return {**base, **top, "decision": action, "reason": f"{who}: {action} it"}
 
 
-class FilterModule:
-    """Ansible's entry point for the role's filter plugins."""
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "sample_s": {"type": "float", "required": True},
+            "protected_units": {"type": "list", "elements": "str", "required": True},
+            "protected_commands": {"type": "list", "elements": "str", "required": True},
+            "min_cpu_percent": {"type": "float", "required": True},
+            "action": {"type": "str", "required": True},
+        },
+        supports_check_mode=True,  # it only reads /proc
+    )
+    p = module.params
+    if p["sample_s"] <= 0:
+        module.fail_json(msg=f"runaway_process_sample_s must be above 0, not {p['sample_s']}")
+    try:
+        first = read_sample(with_cgroup=False)
+        time.sleep(p["sample_s"])
+        second = read_sample(with_cgroup=True)
+        target = pick(first, second, p["protected_units"], p["protected_commands"],
+                      p["min_cpu_percent"], p["action"], exclude=[os.getpid()])
+    except (OSError, ValueError) as failed:
+        module.fail_json(msg=str(failed))
+    else:
+        module.exit_json(changed=False, target=target)
 
-    def filters(self) -> dict[str, Any]:
-        return {"runaway_process_pick": runaway_process_pick}
+
+if __name__ == "__main__":
+    main()
