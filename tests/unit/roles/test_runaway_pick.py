@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -167,6 +168,17 @@ def test_reads_this_machines_proc() -> None:
     chosen = pick(first, second, minimum=1000, exclude=(me,))
     assert chosen["decision"] == "none" and "nothing to do" in chosen["reason"]
     assert not any(line.startswith(f"{me} ") for line in chosen["top"])
+
+
+def test_the_command_line_reads_as_ps_shows_it(tmp_path: Path) -> None:
+    me = os.getpid()
+    shown = subprocess.run(["ps", "-ww", "-o", "args=", "-p", str(me)], capture_output=True,
+                           text=True, check=True).stdout.strip()
+    assert MOD.cmdline_of(me, "python") == shown
+    (tmp_path / "2").mkdir()
+    (tmp_path / "2" / "cmdline").write_bytes(b"")
+    assert MOD.cmdline_of(2, "kthreadd", proc=str(tmp_path)) == "[kthreadd]"
+    assert MOD.cmdline_of(3, "gone", proc=str(tmp_path)) == ""
 
 
 def test_a_process_that_ended_while_proc_was_read_is_missing(tmp_path: Path) -> None:

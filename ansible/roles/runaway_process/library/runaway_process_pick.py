@@ -1,11 +1,12 @@
 #!/usr/bin/python3
 """Pick the process that burns the most CPU on a host: the runaway_process role's choice.
 
-One module call on the host instead of two sampling commands, a wait and a filter on the
-controller (each task a round trip over SSH; and a role's filter_plugins/ do not load when the
-role runs from the selfheal.remediation collection, where its library/ becomes plugins/modules).
-It reads /proc twice, ``sample_s`` apart (``/proc/uptime`` and every ``/proc/PID/stat``, plus
-every ``/proc/PID/cgroup`` the second time), and decides. It only reads: check mode runs it the
+One module call on the host instead of two sampling commands, a wait, a filter on the
+controller and a ``ps`` (each task a round trip over SSH; and a role's filter_plugins/ do not
+load when the role runs from the selfheal.remediation collection, where its library/ becomes
+plugins/modules). It reads /proc twice, ``sample_s`` apart (``/proc/uptime`` and every
+``/proc/PID/stat``, plus every ``/proc/PID/cgroup`` the second time), decides, and reads the
+chosen process's command line for the role's snapshot. It only reads: check mode runs it the
 same way, and it never reports a change. ``pick`` is pure, so tests/unit/roles feed it crafted
 samples; a sample maps each file's path to its text.
 
@@ -170,6 +171,17 @@ def pick(first: Mapping[str, str], second: Mapping[str, str], protected_units: l
     return {**base, **top, "decision": action, "reason": f"{who}: {action} it"}
 
 
+def cmdline_of(pid: int, comm: str, proc: str = "/proc") -> str:
+    """The command line as ``ps -ww -o args=`` shows it, never cut ("" once it has ended)."""
+    try:
+        with open(os.path.join(proc, str(pid), "cmdline"), "rb") as stream:
+            raw = stream.read()
+    except OSError:
+        return ""
+    args = raw.rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", errors="replace")
+    return args or f"[{comm}]"  # a kernel thread or a zombie has none
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -190,6 +202,8 @@ def main() -> None:
         second = read_sample(with_cgroup=True)
         target = pick(first, second, p["protected_units"], p["protected_commands"],
                       p["min_cpu_percent"], p["action"], exclude=[os.getpid()])
+        if "pid" in target:  # for the snapshot, read here rather than in one more task
+            target["cmdline"] = cmdline_of(target["pid"], target["comm"])
     except (OSError, ValueError) as failed:
         module.fail_json(msg=str(failed))
     else:
