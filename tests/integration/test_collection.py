@@ -1,6 +1,9 @@
 """`make collection`: the roles build as the Ansible collection selfheal.remediation, install
-from the tarball (no Galaxy server), and a team's playbook calling a role by its full name
-passes Ansible's syntax check. Its version follows pyproject.toml."""
+from the tarball (no Galaxy server), a team's playbook calling a role by its full name passes
+Ansible's syntax check, and one role runs from the collection: runaway_process on this machine,
+in check mode with a threshold no process reaches, so it only reads /proc. A syntax check
+resolves no module or plugin; the run does, so a role that needs one the collection does not
+ship fails here. Its version follows pyproject.toml."""
 
 from __future__ import annotations
 
@@ -51,3 +54,17 @@ def test_the_roles_build_install_and_resolve_as_a_collection(tmp_path: Path) -> 
                              capture_output=True, text=True, timeout=300, check=False,
                              env=env, cwd=tmp_path)
     assert refused.returncode != 0  # the check would catch a role the collection lacks
+    snapshots = tmp_path / "snapshots"
+    run = playbook.with_name("run.yml")
+    run.write_text(yaml.safe_dump([{"hosts": "localhost", "connection": "local",
+                                    "gather_facts": False, "roles": [{
+                                        "role": "selfheal.remediation.runaway_process",
+                                        "vars": {"runaway_process_min_cpu_percent": 1000,
+                                                 "runaway_process_snapshot_dir": str(snapshots)},
+                                    }]}]))
+    ran = subprocess.run([str(BIN / "ansible-playbook"), "--check", str(run)],
+                         capture_output=True, text=True, timeout=300, check=False,
+                         env=env, cwd=tmp_path)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "no process above 1000" in ran.stdout, ran.stdout  # the pick ran and chose nothing
+    assert not snapshots.exists()

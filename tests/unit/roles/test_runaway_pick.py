@@ -1,13 +1,17 @@
-"""The runaway_process role's choice of process, on crafted /proc samples (its filter plugin).
+"""The runaway_process role's choice of process (its module, library/runaway_process_pick.py).
 
-The plugin runs inside Ansible on the controller; these tests load it from the role folder and
-feed it samples written the way the role reads them (``grep -H '' /proc/...``).
+The module runs on the host; these tests load it from the role folder, feed its pure ``pick``
+crafted samples (each file's path to its text, as ``read_sample`` returns them), and read the
+real /proc of this machine with ``read_sample``.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -20,18 +24,19 @@ from tests.conftest import ROLES_DIR, RULES_DIR
 ROLE = ROLES_DIR / "runaway_process"
 
 
-def _plugin() -> ModuleType:
+def _module() -> ModuleType:
     spec = importlib.util.spec_from_file_location(
-        "runaway_process_plugin", ROLE / "filter_plugins" / "runaway_process.py")
+        "runaway_process_module", ROLE / "library" / "runaway_process_pick.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-PLUGIN = _plugin()
+MOD = _module()
 PROTECTED = list(DEFAULT_PROTECTED_UNITS)
 HYBRID = "9:name=systemd:{path}\n4:memory:/\n0::{path}"
+Sample = dict[str, str]
 
 
 def stat(pid: int, comm: str, ticks: int, ppid: int = 1, nice: int = 0,
@@ -39,30 +44,30 @@ def stat(pid: int, comm: str, ticks: int, ppid: int = 1, nice: int = 0,
     """A /proc/PID/stat line: utime = ticks, stime = 0."""
     fields = ["S", str(ppid), str(pid), str(pid), "0", "-1", "4194560", "0", "0", "0", "0",
               str(ticks), "0", "0", "0", "20", str(nice), "1", "0", str(start), "1000", "100"]
-    return f"{pid} ({comm}) {' '.join(fields)}"
+    return f"{pid} ({comm}) {' '.join(fields)}\n"
 
 
-def sample(uptime: float, procs: list[str],
-           cgroups: dict[int, str] | None = None) -> str:
-    lines = [f"/proc/uptime:{uptime} 100.00"]
+def sample(uptime: float, procs: list[str], cgroups: dict[int, str] | None = None) -> Sample:
+    files = {"/proc/uptime": f"{uptime} 100.00\n"}
     for proc in procs:
         pid = int(proc.split()[0])
-        lines.append(f"/proc/{pid}/stat:{proc}")
-        for cg in (cgroups or {}).get(pid, "").splitlines():
-            lines.append(f"/proc/{pid}/cgroup:{cg}")
-    return "\n".join(lines) + "\n"
+        files[f"/proc/{pid}/stat"] = proc
+        if pid in (cgroups or {}):
+            files[f"/proc/{pid}/cgroup"] = (cgroups or {})[pid] + "\n"
+    return files
 
 
 Pick = Callable[..., dict[str, Any]]
 
 
-def pick(first: str, second: str, action: str = "stop", minimum: float = 10) -> dict[str, Any]:
-    choose: Pick = PLUGIN.runaway_process_pick
-    return choose(first, second, PROTECTED, ["sshd"], minimum, action)
+def pick(first: Sample, second: Sample, action: str = "stop", minimum: float = 10,
+         exclude: tuple[int, ...] = ()) -> dict[str, Any]:
+    choose: Pick = MOD.pick
+    return choose(first, second, PROTECTED, ["sshd"], minimum, action, exclude)
 
 
 def two(procs_then: list[str], procs_now: list[str], cgroups: dict[int, str],
-        elapsed: float = 1.0) -> tuple[str, str]:
+        elapsed: float = 1.0) -> tuple[Sample, Sample]:
     return sample(100.0, procs_then), sample(100.0 + elapsed, procs_now, cgroups)
 
 
@@ -134,6 +139,7 @@ def test_nothing_above_the_threshold_is_nothing_to_do() -> None:
                         {30: unit("/system.slice/app.service")})
     chosen = pick(first, second, minimum=10)
     assert chosen["decision"] == "none" and "5.0%" in chosen["reason"]
+    assert "no process above 10% CPU" in chosen["reason"]
 
 
 def test_processes_seen_once_or_with_a_reused_pid_are_not_ranked() -> None:
@@ -145,6 +151,48 @@ def test_processes_seen_once_or_with_a_reused_pid_are_not_ranked() -> None:
     assert chosen["pid"] == 30 and len(chosen["top"]) == 1
 
 
+def test_the_modules_own_process_is_not_ranked() -> None:
+    first, second = two([stat(30, "app", 0), stat(31, "python3", 0)],
+                        [stat(30, "app", 20), stat(31, "python3", 90)],
+                        {30: unit("/system.slice/app.service"), 31: unit("/user.slice")})
+    assert pick(first, second, exclude=(31,))["pid"] == 30
+    assert pick(first, second)["pid"] == 31
+
+
+def test_reads_this_machines_proc() -> None:
+    first = MOD.read_sample(with_cgroup=False)
+    second = MOD.read_sample(with_cgroup=True)
+    me = os.getpid()
+    assert f"/proc/{me}/stat" in first and f"/proc/{me}/cgroup" not in first
+    assert f"/proc/{me}/cgroup" in second
+    chosen = pick(first, second, minimum=1000, exclude=(me,))
+    assert chosen["decision"] == "none" and "nothing to do" in chosen["reason"]
+    assert not any(line.startswith(f"{me} ") for line in chosen["top"])
+
+
+def test_the_command_line_reads_as_ps_shows_it(tmp_path: Path) -> None:
+    me = os.getpid()
+    shown = subprocess.run(["ps", "-ww", "-o", "args=", "-p", str(me)], capture_output=True,
+                           text=True, check=True).stdout.strip()
+    assert MOD.cmdline_of(me, "python") == shown
+    (tmp_path / "2").mkdir()
+    (tmp_path / "2" / "cmdline").write_bytes(b"")
+    assert MOD.cmdline_of(2, "kthreadd", proc=str(tmp_path)) == "[kthreadd]"
+    assert MOD.cmdline_of(3, "gone", proc=str(tmp_path)) == ""
+
+
+def test_a_process_that_ended_while_proc_was_read_is_missing(tmp_path: Path) -> None:
+    (tmp_path / "uptime").write_text("100.00 50.00\n")
+    (tmp_path / "42").mkdir()
+    (tmp_path / "42" / "stat").write_text(stat(42, "app", 7))
+    (tmp_path / "42" / "cgroup").write_text("0::/system.slice/app.service\n")
+    (tmp_path / "43").mkdir()  # its files are gone: the process ended
+    (tmp_path / "self").mkdir()
+    read = MOD.read_sample(with_cgroup=True, proc=str(tmp_path))
+    assert read == {"/proc/uptime": "100.00 50.00\n", "/proc/42/stat": stat(42, "app", 7),
+                    "/proc/42/cgroup": "0::/system.slice/app.service\n"}
+
+
 def test_comm_with_spaces_and_parens_and_elapsed_time_scale() -> None:
     first, second = two([stat(70, "we(ird) na)me", 0)], [stat(70, "we(ird) na)me", 100)],
                         {70: unit("/")}, elapsed=2.0)
@@ -153,7 +201,7 @@ def test_comm_with_spaces_and_parens_and_elapsed_time_scale() -> None:
 
 
 def test_unified_only_hierarchy_and_delegated_subgroups() -> None:
-    unit_of = PLUGIN.unit_of
+    unit_of = MOD.unit_of
     assert unit_of(["0::/system.slice/app.service"]) == ("app.service", "/system.slice/app.service")
     assert unit_of(["0::/system.slice/app.service/worker"])[0] == "app.service"
     assert unit_of(["0::/system.slice"])[0] == ""
@@ -165,7 +213,7 @@ def test_bad_input_is_refused_with_the_fix() -> None:
     with pytest.raises(ValueError, match="runaway_process_action"):
         pick(first, second, action="kill")
     with pytest.raises(ValueError, match="uptime"):
-        pick("/proc/1/stat:" + stat(1, "x", 0), second)
+        pick({"/proc/1/stat": stat(1, "x", 0)}, second)
     with pytest.raises(ValueError, match="not later"):
         pick(second, first)
 
