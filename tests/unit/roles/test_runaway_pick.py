@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -161,6 +162,7 @@ def test_the_modules_own_process_is_not_ranked() -> None:
 
 def test_reads_this_machines_proc() -> None:
     first = MOD.read_sample(with_cgroup=False)
+    time.sleep(0.05)  # /proc/uptime ticks every 10 ms: two reads in one tick are refused
     second = MOD.read_sample(with_cgroup=True)
     me = os.getpid()
     assert f"/proc/{me}/stat" in first and f"/proc/{me}/cgroup" not in first
