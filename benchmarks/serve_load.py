@@ -10,7 +10,9 @@ guardrails let through really runs and ends unreachable, touching nothing. Then 
 ``--alerts`` alerts in ``--seconds`` seconds (Alertmanager-style groups of ``--per-request``,
 half to /immediate and half to /batch, each alert sent 4 times as Alertmanager repeats groups,
 alerts for healthy hosts too) and prints: HTTP status counts, latency percentiles, serve's peak
-RSS, sweeps (by trigger: the fleet's schedule or an alert's hosts), the load average at the end,
+RSS, when serve's first sweep (the fleet's, which opens the crashed hosts' incidents) ended,
+counted from the first request (negative: before it; waited for up to 120 s past the load),
+sweeps (by trigger: the fleet's schedule or an alert's hosts), the load average at the end,
 incidents by state, and the runs against the guardrail budget (distinct hosts run <=
 blast_radius.max_hosts, runs at once <= max_concurrent).
 """
@@ -142,22 +144,31 @@ def rss_kb(pid: int, field: str) -> int:
     return 0
 
 
-def load(base: str, requests: list[dict[str, Any]], seconds: float, pid: int
-         ) -> dict[str, Any]:
+def load(base: str, requests: list[dict[str, Any]], seconds: float, pid: int,
+         linger_s: float) -> dict[str, Any]:
     codes: Counter[str] = Counter()
     latencies: list[float] = []
     lock = threading.Lock()
     rss_samples: list[int] = []
+    first_sweep: list[float] = []  # when serve's first sweep (the fleet's) ended, from t0
     done = threading.Event()
 
     def sample() -> None:
         while not done.wait(0.5):
             rss_samples.append(rss_kb(pid, "VmRSS"))
+            if not first_sweep:
+                try:
+                    age = httpx.get(f"{base}/healthz", timeout=5).json()[
+                        "last_successful_sweep_age_s"]
+                except (httpx.HTTPError, KeyError, ValueError):
+                    continue
+                if age is not None:
+                    first_sweep.append(time.monotonic() - float(age) - t0)
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
     interval = seconds / max(1, len(requests))
     t0 = time.monotonic()
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     with httpx.Client(timeout=30, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
 
         def send(i: int) -> None:
@@ -178,7 +189,10 @@ def load(base: str, requests: list[dict[str, Any]], seconds: float, pid: int
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(send, range(len(requests))))
     elapsed = time.monotonic() - t0
+    while not first_sweep and time.monotonic() - t0 < linger_s:  # the storm's first sweep
+        time.sleep(0.5)
     done.set()
+    sampler.join()
     latencies.sort()
 
     def pct(p: float) -> float:
@@ -188,7 +202,9 @@ def load(base: str, requests: list[dict[str, Any]], seconds: float, pid: int
             "latency_ms": {"p50": pct(0.5), "p95": pct(0.95), "p99": pct(0.99),
                            "max": round(latencies[-1] * 1000, 1),
                            "mean": round(statistics.mean(latencies) * 1000, 1)},
-            "rss_mb_during": round(max(rss_samples, default=0) / 1024, 1)}
+            "rss_mb_during": round(max(rss_samples, default=0) / 1024, 1),
+            # None: serve's first sweep had not ended ``linger_s`` after the first request
+            "first_sweep_end_s": round(first_sweep[0], 1) if first_sweep else None}
 
 
 def store_figures(state: Path, policy: dict[str, Any]) -> dict[str, Any]:
@@ -234,7 +250,7 @@ def main() -> int:
             wait_http(f"{base}/healthz", 180)  # serve starts slowly on a loaded machine
             rss_idle = rss_kb(serve.pid, "VmRSS")
             requests = bodies(args.alerts, args.per_request, args.hosts)
-            figures = load(base, requests, args.seconds, serve.pid)
+            figures = load(base, requests, args.seconds, serve.pid, args.seconds + 120)
             time.sleep(3)  # the last batch window and its sweep
             metrics = httpx.get(f"{base}/metrics", timeout=10).text
             peak = rss_kb(serve.pid, "VmHWM")

@@ -259,10 +259,12 @@ class LlmSettings(_Group):
 class RcaSettings(_Group):
     """Root-cause analysis: the context gathered for an incident and where the stage runs."""
 
-    in_sweep: bool = Field(True, description="explain new incidents during the sweep, after "
-                           "its fixes ran (never before a fix)")
-    deadline_s: float = Field(40.0, gt=0, le=600, description="longest the stage may add to a "
-                              "sweep, for all new incidents together")
+    in_sweep: bool = Field(True, description="explain each incident a sweep opened, after "
+                           "its fixes ran (never before a fix); a service does it beside its "
+                           "sweeps, a one-shot sweep waits for it")
+    deadline_s: float = Field(40.0, gt=0, le=600, description="longest an incident's analysis "
+                              "may take from the end of the sweep's fixes, queued or running; "
+                              "past it the rules' report is kept alone")
     history_s: float = Field(7200.0, ge=300, description="metric timeline window")
     points: int = Field(24, ge=4, le=240, description="points kept per signal's timeline")
     journal_minutes: int = Field(30, ge=1, le=1440, description="journal warnings from the "

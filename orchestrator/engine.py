@@ -12,9 +12,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from orchestrator.core.diagnose import HostVerdict, diagnose
@@ -24,9 +25,10 @@ from orchestrator.core.plan import build_plan, first_remediation, plan_digest
 from orchestrator.core.policy import PastRun, PolicyState, decide
 from orchestrator.core.signals import Signal
 from orchestrator.detection import AnomalyReport, AnomalyWatch
-from orchestrator.errors import PermanentError, SourceUnavailable, TargetError
+from orchestrator.errors import PermanentError, SourceUnavailable, TargetError, TemporaryError
 from orchestrator.execute.inventory import Inventory
 from orchestrator.execute.runner import AnsibleExecutor, Phase
+from orchestrator.explainer import Analysis, Explainer, not_queued
 from orchestrator.models import (
     Diagnosis,
     Finding,
@@ -140,13 +142,16 @@ class Controller:
     # one actor at a time on the fleet: sweeps, retries and runs by hand in other processes
     # share the store, so each takes this lock (wiring: a file lock in the state dir)
     exclusive: Callable[[], AbstractContextManager[None]] = nullcontext
-    # root-cause analysis of each NEW incident (rca.stage.RcaStage.for_incident): run after the
-    # sweep's fixes, so it never delays one, in threads cut off at explain_deadline_s; what it
-    # returns is kept in the incident's detail, and what it passed to its last argument (the
-    # rules' report, before the model is asked) is kept when it runs out of time
+    # root-cause analysis of each NEW incident (rca.stage.RcaStage.for_incident): queued after
+    # the sweep's fixes, so it never delays one, and cut off at explain_deadline_s from then;
+    # what it returns is kept in the incident's detail, and what it passed to its last argument
+    # (the rules' report, before the model is asked) is kept when it runs out of time
     explain: Callable[[Incident, HostVerdict, Diagnosis, Callable[[Mapping[str, Any]], None]],
                       Mapping[str, Any]] | None = None
     explain_deadline_s: float = 40.0
+    # who runs those analyses: the service's long-lived explainer (service.SweepLoop sets it),
+    # which no sweep waits for; None: each sweep makes one and waits for it (cron, by hand)
+    explainer: Explainer | None = None
     _running: int = field(default=0, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
@@ -180,11 +185,22 @@ class Controller:
         every broken and unknown host; a sweep over ``hosts`` settles, opens and acts on those
         hosts' incidents only, and leaves the learned detectors to the fleet sweeps. A dry run
         changes nothing and takes no lock.
-        """
-        with nullcontext() if dry_run else self.exclusive():
-            return self._sweep(dry_run, None if hosts is None else frozenset(hosts))
 
-    def _sweep(self, dry_run: bool, hosts: frozenset[str] | None) -> SweepReport:
+        The root-cause analyses of the incidents it opened go to ``explainer`` (a service's):
+        the sweep returns without them. Without one, the sweep waits for them after releasing
+        the lock (their writes take it), so a one-shot sweep returns with them recorded.
+        """
+        explainer = self.explainer or Explainer()
+        try:
+            with nullcontext() if dry_run else self.exclusive():
+                return self._sweep(dry_run, None if hosts is None else frozenset(hosts),
+                                   explainer)
+        finally:
+            if explainer is not self.explainer:
+                explainer.close()
+
+    def _sweep(self, dry_run: bool, hosts: frozenset[str] | None, explainer: Explainer
+               ) -> SweepReport:
         started = self.clock()
         fleet, refused, error = self.look()
         verdicts = fleet if hosts is None else [v for v in fleet if v.host in hosts]
@@ -220,7 +236,7 @@ class Controller:
                 fn = self._dry_run if dry_run else self._remediate
                 actions.extend(pool.map(lambda a: fn(a.incident, a.plan), runnable))
         if fresh and self.explain is not None:
-            self._explain_new(fresh)
+            self._queue_explanations(fresh, explainer)
         # a dry run changes nothing, the detectors' saved state included; the detectors step
         # with the fleet sweeps only (their windows assume that cadence)
         anomalies = (self.detect(started, persist=not dry_run)
@@ -229,43 +245,32 @@ class Controller:
                            error, dry_run, anomalies,
                            None if hosts is None else tuple(sorted(hosts)))
 
-    def _explain_new(self, fresh: list[tuple[int, HostVerdict, Diagnosis]]) -> None:
-        """Root-cause analysis of the incidents this sweep opened, after its fixes: in threads,
-        all cut off at ``explain_deadline_s``; each result is written from this thread (the
-        fixes are done, so nothing else writes these incidents now). A disagreement between
-        the rules and the model, or a raised tier, is told and makes the next plan of a still
-        open incident need approval (``_admit``)."""
+    def _queue_explanations(self, fresh: list[tuple[int, HostVerdict, Diagnosis]],
+                            explainer: Explainer) -> None:
+        """Hand the incidents this sweep opened to ``explainer``, after the sweep's fixes; each
+        result is written under the act lock (``_record_explanation``), so never during a sweep.
+        A disagreement between the rules and the model, or a raised tier, is told and makes the
+        next plan of a still open incident need approval (``_admit``)."""
         assert self.explain is not None
         explain = self.explain
-        deadline = time.monotonic() + self.explain_deadline_s
-        pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rca")
-        jobs = {}
-        partial: dict[int, Mapping[str, Any]] = {}
         for incident_id, verdict, diagnosis in fresh:
             incident = self.store.get(incident_id)
-            if incident is not None and incident.fault == diagnosis.fault and (
-                    "rca" not in incident.detail):
-                jobs[incident_id] = pool.submit(explain, incident, verdict, diagnosis,
-                                                _keeper(partial, incident_id))
+            if incident is None or incident.fault != diagnosis.fault or "rca" in incident.detail:
+                continue
+            job = Analysis(incident_id,
+                           partial(explain, incident, verdict, diagnosis),
+                           partial(self._record_explanation, incident_id),
+                           time.monotonic() + self.explain_deadline_s, self.explain_deadline_s)
+            if not explainer.submit(job):  # this sweep holds the lock: write it now
+                self._keep_explanation(incident_id, not_queued(explainer.waiting))
+
+    def _record_explanation(self, incident_id: int, found: Mapping[str, Any]) -> None:
         try:
-            for incident_id, job in jobs.items():
-                try:
-                    found = dict(job.result(timeout=max(0.0, deadline - time.monotonic())))
-                except FutureTimeout:
-                    found = dict(partial.get(incident_id) or {})
-                    report = dict(found.get("rca") or {})
-                    report["llm"] = {"status": "error", "reason": (
-                        f"the analysis passed its {self.explain_deadline_s:g} s deadline in the "
-                        "sweep" + (": the rules' report stands alone" if report else "")
-                        + "; `selfheal diagnose HOST` runs it without one")}
-                    found["rca"] = report
-                except Exception as exc:  # an advisory stage: never stop the sweep
-                    log.exception("root-cause analysis failed", extra={"incident": incident_id})
-                    found = {"rca": {"llm": {"status": "error",
-                                             "reason": f"{type(exc).__name__}: analysis failed"}}}
+            with self.exclusive():
                 self._keep_explanation(incident_id, found)
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+        except TemporaryError as exc:  # the lock stayed busy: the analysis is lost, say so
+            log.error("root-cause analysis not recorded", extra={"incident": incident_id,
+                                                                 "error": str(exc)})
 
     def _keep_explanation(self, incident_id: int, found: Mapping[str, Any]) -> None:
         current = self.store.get(incident_id)
@@ -701,14 +706,6 @@ class Controller:
                       incident.detected_at, incident.remediation_started_at,
                       incident.remediation_finished_at, incident.resolved_at,
                       subject=incident.subject)
-
-
-def _keeper(store: dict[int, Mapping[str, Any]], key: int
-            ) -> Callable[[Mapping[str, Any]], None]:
-    """A callback that keeps an analysis's latest partial result under ``key``."""
-    def keep(found: Mapping[str, Any]) -> None:
-        store[key] = found
-    return keep
 
 
 def _raised_by_analysis(plan: Plan, incident: Incident | None) -> Plan:

@@ -7,7 +7,9 @@ and acts on that host's incidents only; the periodic fleet sweep keeps its own s
 rebuilds its controller every minute (hosts come and go), keeps sweeping with the previous one
 when the rebuild fails, waits and goes on when the controller lock is busy or the store is down,
 and writes selfheal's own health after each sweep. Every sweep takes the controller's act lock
-(``Controller.exclusive``), so a service and a run by hand never act at once.
+(``Controller.exclusive``), so a service and a run by hand never act at once. The root-cause
+analyses of new incidents run on the loop's own ``Explainer``, beside the sweeps: a storm of new
+incidents never holds the loop or the lock (a one-shot ``once()`` outside ``run`` waits for them).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from orchestrator.config import Settings
 from orchestrator.engine import Controller, SweepReport
 from orchestrator.errors import SelfhealError, TemporaryError
+from orchestrator.explainer import Explainer
 from orchestrator.health import record_sweep
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,7 @@ class SweepLoop:
         self.times: SweepTimes | None = None
         self.last: SweepReport | None = None
         self.skipped = False  # the last sweep could not run (lock busy, store down)
+        self.explainer: Explainer | None = None  # run()'s: the sweeps queue analyses on it
         # sweeps that ran, by what started them: "schedule" (the fleet, every ``every`` s) or
         # "alert" (the hosts a wake named); read by /metrics
         self.sweeps: Counter[str] = Counter(schedule=0, alert=0)  # fixed keys: read by copy
@@ -103,6 +107,17 @@ class SweepLoop:
         """Sweep until ``stop()``; a sweep that cannot run now is logged and tried again: the
         fleet at its next turn, woken hosts after ``RETRY_S``."""
         self.controller.executor.prepare()  # pay Ansible's import once, before any fault
+        # the new incidents' root-cause analyses run beside the loop, on one explainer that
+        # outlives the controller's rebuilds; on stop the queued ones finish or are cut
+        self.explainer = Explainer()
+        self.controller.explainer = self.explainer
+        try:
+            self._sweeping()
+        finally:
+            self.explainer.close()
+            self.explainer = None
+
+    def _sweeping(self) -> None:
         due = time.monotonic()  # the next fleet sweep; the first one at once
         while not self._stop.is_set():
             self._refresh()
@@ -158,7 +173,9 @@ class SweepLoop:
         if time.monotonic() - self.built <= INVENTORY_REFRESH_S:
             return
         try:
-            self.controller = self.build()
+            controller = self.build()
+            controller.explainer = self.explainer
+            self.controller = controller
         except SelfhealError as exc:  # keep sweeping with what we had; say so
             log.error("inventory or rules refresh failed; keeping the previous ones",
                       extra={"error": str(exc)})

@@ -7,7 +7,8 @@ reads this machine), a real store, and the real litellm client against the local
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,12 +25,14 @@ from orchestrator.config import (
 from orchestrator.engine import Controller
 from orchestrator.execute.inventory import load_inventory
 from orchestrator.execute.runner import AnsibleExecutor
+from orchestrator.explainer import Explainer
 from orchestrator.models import IncidentState as S
 from orchestrator.rca.llm import litellm_completion
 from orchestrator.rca.stage import RcaStage
 from orchestrator.rules import load_rules
 from orchestrator.sources.prometheus import PrometheusSource, connect, connect_range
 from orchestrator.store.db import Store
+from orchestrator.store.lock import controller_lock
 from tests.conftest import write_fault_rules
 from tests.integration.conftest import Exporter, RealPrometheus
 from tests.integration.test_engine import FAULTS, KEY as STORE_KEY, publish
@@ -127,7 +130,7 @@ def test_a_slow_analysis_is_cut_at_the_deadline_and_the_rules_report_kept(
     incident = world.store.get(action.incident_id)  # type: ignore[arg-type]
     assert incident is not None
     rca = incident.detail["rca"]
-    assert "passed its 12 s deadline in the sweep: the rules' report stands alone" in (
+    assert "passed its 12 s deadline: the rules' report stands alone" in (
         rca["llm"]["reason"])
     assert rca["fault"] == "service_crash" and rca["remediation"] == "service_restart"
     assert incident.detail["rca_context"]["host"] == "h3"
@@ -135,3 +138,71 @@ def test_a_slow_analysis_is_cut_at_the_deadline_and_the_rules_report_kept(
     ended = max(r.at for r in world.store.audit_records() if r.action == "incident.escalated")
     took = report.finished_at - ended
     assert took < 16, f"the sweep waited {took:.1f} s after the fix for the model"
+
+
+def _gated(world: Controller, prometheus: RealPrometheus, gate: threading.Event,
+           began: threading.Event) -> Callable[..., Mapping[str, Any]]:
+    """The real stage (rules alone, no host facts), started only once ``gate`` opens: an
+    analysis as slow as the test needs, with no clock in it."""
+    stage = replace(_stage(world, prometheus, LlmSettings()),
+                    settings=RcaSettings(host_facts=False, history_s=600, points=12))
+
+    def explain(*args: Any) -> Mapping[str, Any]:
+        began.set()
+        gate.wait()
+        return stage.for_incident(*args)
+    return explain
+
+
+def test_in_a_service_the_sweep_does_not_wait_for_the_analysis_and_it_still_lands(
+        world: Controller, exporter: Exporter, prometheus: RealPrometheus,
+        tmp_path: Path) -> None:
+    gate, began = threading.Event(), threading.Event()
+    world.explain = _gated(world, prometheus, gate, began)
+    world.exclusive = lambda: controller_lock(tmp_path, wait_s=60)
+    world.explainer = Explainer()  # what SweepLoop.run sets
+    publish(exporter, prometheus, 2, UNIT, 0)
+    try:
+        report = world.sweep()
+        action = next(a for a in report.actions if a.host == "h2")
+        began.wait(60)
+        # the sweep is back, its analysis still waits at the gate, and the act lock is free
+        assert began.is_set() and not gate.is_set()
+        incident = world.store.get(action.incident_id)  # type: ignore[arg-type]
+        assert incident is not None and "rca" not in incident.detail
+        with controller_lock(tmp_path):  # no wait: it raises ControllerBusy when held
+            pass
+        gate.set()
+        world.explainer.close()  # the service stopping: waits for the queued analyses
+    finally:
+        gate.set()
+        publish(exporter, prometheus, 2, UNIT, 1)
+    incident = world.store.get(action.incident_id)  # type: ignore[arg-type]
+    assert incident is not None and incident.state is S.ESCALATED
+    assert incident.detail["rca"]["fault"] == "service_crash"
+    assert incident.detail["rca_context"]["host"] == "h2"
+    explained = [r for r in world.store.audit_records() if r.action == "incident.explained"]
+    assert [r.payload["incident"] for r in explained] == [incident.id]
+
+
+def test_a_one_shot_sweep_returns_with_its_analysis_recorded(
+        world: Controller, exporter: Exporter, prometheus: RealPrometheus,
+        tmp_path: Path) -> None:
+    gate, began = threading.Event(), threading.Event()
+    world.explain = _gated(world, prometheus, gate, began)
+    world.exclusive = lambda: controller_lock(tmp_path, wait_s=60)
+    assert world.explainer is None  # cron, `selfheal sweep`: no service's explainer
+    opener = threading.Thread(target=lambda: began.wait(60) and gate.set())
+    publish(exporter, prometheus, 1, UNIT, 0)
+    opener.start()
+    try:
+        report = world.sweep()
+    finally:
+        gate.set()
+        opener.join()
+        publish(exporter, prometheus, 1, UNIT, 1)
+    action = next(a for a in report.actions if a.host == "h1")
+    incident = world.store.get(action.incident_id)  # type: ignore[arg-type]
+    assert incident is not None and incident.detail["rca"]["fault"] == "service_crash"
+    assert incident.detail["rca"]["llm"]["reason"] == (
+        "no model configured (llm.model): rules alone")

@@ -1,4 +1,5 @@
-"""`selfheal sweep --every` as a service: stops cleanly on SIGTERM after the sweep in hand."""
+"""`selfheal sweep --every` as a service: stops cleanly on SIGTERM after the sweep in hand, and
+keeps one root-cause explainer across its controller rebuilds."""
 
 from __future__ import annotations
 
@@ -11,6 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator import service
+from orchestrator.config import Settings
+from orchestrator.engine import Controller, SweepReport
+from orchestrator.explainer import Explainer
+from orchestrator.wiring import controller_for
 from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.integration
@@ -47,3 +53,32 @@ def test_every_loop_stops_on_sigterm(tmp_path: Path) -> None:
     assert len(reports) >= 2
     assert all(r["hosts"][0]["health"] == "unknown" for r in reports)
     assert "Traceback" not in err
+
+
+def test_the_loop_keeps_one_explainer_across_controller_rebuilds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """New incidents' analyses queued by one controller are still run and recorded after the
+    loop rebuilt it: every controller the loop sweeps with shares the loop's explainer."""
+    (tmp_path / "hosts.ini").write_text("web1\n")
+    monkeypatch.chdir(tmp_path)
+    settings = Settings(prometheus={"url": f"http://127.0.0.1:{free_port()}", "timeout_s": 1},
+                        inventory={"path": tmp_path / "hosts.ini"},
+                        state={"dir": tmp_path / "state"})  # type: ignore[arg-type]
+    monkeypatch.setattr(service, "INVENTORY_REFRESH_S", 0.0)  # rebuild before every sweep
+    seen: list[tuple[Controller, Explainer | None]] = []
+
+    def swept(_: SweepReport) -> None:
+        seen.append((loop.controller, loop.controller.explainer))
+        if len(seen) >= 3:
+            loop.stop()
+
+    loop = service.SweepLoop(settings, lambda: controller_for(settings), 0.05, on_report=swept)
+    runner = threading.Thread(target=loop.run)
+    runner.start()
+    runner.join(timeout=120)
+    assert not runner.is_alive(), "the loop did not stop"
+    controllers = {id(c) for c, _ in seen}
+    explainers = {id(e) for _, e in seen}
+    assert len(controllers) == len(seen) >= 3  # a new controller for every sweep
+    assert len(explainers) == 1 and seen[0][1] is not None
+    assert loop.explainer is None  # closed when the loop ended
