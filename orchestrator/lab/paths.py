@@ -11,6 +11,7 @@ Two labs can run side by side on one machine (e.g. one per git worktree) when th
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,11 +104,22 @@ class LabPaths:
 
 
 def lab_paths() -> LabPaths:
-    """The lab's paths, honouring ``$SELFHEAL_LAB_DIR`` and ``$SELFHEAL_LAB_CACHE``."""
-    lab_dir = os.environ.get("SELFHEAL_LAB_DIR") or str(REPO_ROOT / ".lab")
-    cache_dir = os.environ.get("SELFHEAL_LAB_CACHE") or str(REPO_ROOT / ".cache" / "lab-image")
-    return LabPaths(
-        repo=REPO_ROOT,
-        lab_dir=Path(lab_dir).resolve(),
-        cache_dir=Path(cache_dir).resolve(),
-    )
+    """The lab's paths, honouring ``$SELFHEAL_LAB_DIR`` and ``$SELFHEAL_LAB_CACHE``.
+
+    Without ``$SELFHEAL_LAB_CACHE``, a lab that is up keeps the image it booted from (its
+    state.json says which): a lab brought up with another cache is found, told about and shut
+    down from any shell, never reported down while its hosts run.
+    """
+    lab_dir = Path(os.environ.get("SELFHEAL_LAB_DIR") or str(REPO_ROOT / ".lab")).resolve()
+    cache_dir = os.environ.get("SELFHEAL_LAB_CACHE") or _booted_cache(lab_dir) or str(
+        REPO_ROOT / ".cache" / "lab-image")
+    return LabPaths(repo=REPO_ROOT, lab_dir=lab_dir, cache_dir=Path(cache_dir).resolve())
+
+
+def _booted_cache(lab_dir: Path) -> str | None:
+    """The image cache the lab in ``lab_dir`` booted from, from its state file; None if none."""
+    try:
+        image = json.loads((lab_dir / "state.json").read_text(encoding="utf-8")).get("image")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(Path(image).parent) if isinstance(image, str) and image else None
