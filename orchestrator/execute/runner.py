@@ -83,7 +83,11 @@ class AnsibleExecutor:
             return
         self._prepared = True
         config = self.settings.project_dir / "ansible.cfg"
-        threading.Thread(target=load_ansible, args=(config,), daemon=True,
+        # not a daemon: a process that ends during the import (SIGTERM right after start-up)
+        # waits the second it takes, where a daemon thread cut off at interpreter exit inside an
+        # extension's import aborted it ("FATAL: exception not rethrown", exit -6, seen once in
+        # test_every_loop_stops_on_sigterm)
+        threading.Thread(target=load_ansible, args=(config,), daemon=False,
                          name="ansible-warm-up").start()
 
     def run(self, plan: Plan, phase: Phase = "remediate", check: bool = False,
