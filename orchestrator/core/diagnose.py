@@ -143,6 +143,7 @@ def diagnose(findings: Iterable[Finding], rules: FaultRules, hosts: Iterable[str
     groups = groups or {}
     table = _concerning(findings, rules, set(hosts), groups)
     used = rules.used_signals
+    evidence_only = rules.evidence_only  # derived from the rules: once, not per host
     verdicts = []
     for host in hosts:
         signals = table.get(host, {})
@@ -165,7 +166,7 @@ def diagnose(findings: Iterable[Finding], rules: FaultRules, hosts: Iterable[str
             unknown = sorted(s for s, h in states.items() if h is Health.UNKNOWN)
             notes.append(f"no fresh data for {', '.join(unknown)}")
         elif symptoms := [s for s, h in states.items()
-                          if h is Health.FIRING and s not in rules.evidence_only]:
+                          if h is Health.FIRING and s not in evidence_only]:
             health = Health.FIRING
             notes.append("signals firing that match no fault: " + ", ".join(symptoms))
         else:

@@ -26,10 +26,12 @@ log = logging.getLogger(__name__)
 def upgrade(engine: Engine) -> list[str]:
     """Add the columns the database lacks; the ``table.column`` names added."""
     found = inspect(engine)
-    missing = [(table.name, column) for table in metadata.sorted_tables
-               if found.has_table(table.name)
-               for column in table.columns
-               if column.name not in {c["name"] for c in found.get_columns(table.name)}]
+    missing = []
+    for table in metadata.sorted_tables:
+        if found.has_table(table.name):  # one read of its columns, not one per column
+            have = {c["name"] for c in found.get_columns(table.name)}
+            missing += [(table.name, column) for column in table.columns
+                        if column.name not in have]
     statements = [add_column_sql(engine, table, column) for table, column in missing]
     with engine.begin() as conn:  # all or nothing: never a half-upgraded store
         for sql in statements:
