@@ -69,7 +69,10 @@ def publish(exporter: Exporter, prometheus: RealPrometheus, host: int, unit: str
         if i != host:
             exporter.gauge.labels(f"127.0.2.{i}:8080", "ok.service").set(1)
     exporter.gauge.labels(f"127.0.2.{host}:8080", unit).set(value)
-    prometheus.wait_for(f'selfheal_test_service_up{{unit="{unit}"}} == {value:g}')
+    # this host's series, not any series of the unit: another test's host may still show the
+    # value in Prometheus while its own change waits for the next scrape (one scrape carries all)
+    prometheus.wait_for(f'selfheal_test_service_up{{instance="127.0.2.{host}:8080",'
+                        f'unit="{unit}"}} == {value:g}')
 
 
 def test_hostile_label_is_refused_and_nothing_runs(world: Controller, exporter: Exporter,
