@@ -1,6 +1,7 @@
 """Shared fixtures: the project's real rules and roles, temporary state dirs, and selfheal
-installed from its wheel (built once per session: tests/integration/test_install.py and
-tests/e2e/test_installed_heal.py only run its commands, each in its own working folder)."""
+installed from its wheel (built once per session, in the background from the end of collection:
+tests/integration/test_install.py and tests/e2e/test_installed_heal.py only run its commands,
+each in its own working folder). The slow static checks start then too (tests/background.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import yaml
 
 from orchestrator.config import PROJECT_ROOT
 from orchestrator.rules import Rules, load_rules
-from tests.installed import installed_venv
+from tests import background
 
 RULES_DIR = PROJECT_ROOT / "rules"
 ROLES_DIR = PROJECT_ROOT / "ansible" / "roles"
@@ -22,10 +23,19 @@ def rules() -> Rules:
     return load_rules(RULES_DIR, ROLES_DIR)
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if not session.config.option.collectonly:
+        background.start_for([item.nodeid for item in session.items])
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    background.stop_all()
+
+
 @pytest.fixture(scope="session")
-def installed_selfheal(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def installed_selfheal() -> Path:
     """The venv selfheal's wheel was installed into, outside the checkout (built once)."""
-    return installed_venv(tmp_path_factory.mktemp("installed"))
+    return background.INSTALLED.result()
 
 
 @pytest.fixture

@@ -1,0 +1,138 @@
+"""Slow work that needs nothing from the lab, started in the background when collection ends.
+
+mypy, ansible-lint, the build of the installed wheel's venv and, on a fresh machine, the lab
+image's debootstrap take about 4 minutes between them, and no test but their own needs them
+first. Most tests spend their time waiting (scrapes, verify windows, plays over SSH), so the
+second core is idle then; the lab's tests run last (``testpaths`` in pyproject.toml) so the image
+is built while the unit and integration tests run. ``tests/conftest.py`` starts each of these
+only when a selected test needs it; the test then collects the result, waiting if it is not in
+yet. The commands run niced, so they take only the time the tests leave.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orchestrator.config import PROJECT_ROOT
+from orchestrator.lab import image
+from orchestrator.lab.paths import lab_paths
+from tests.installed import installed_venv
+
+BIN = Path(sys.executable).parent
+NICE = 10
+
+
+@dataclass
+class Check:
+    """One command, run once per session; its output is read back by the test that needs it."""
+
+    argv: tuple[str, ...]
+    cwd: Path
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    _process: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        if self._process is None:
+            self._process = subprocess.Popen(
+                self.argv, cwd=self.cwd, env=self.env, text=True, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, preexec_fn=lambda: os.nice(NICE))
+
+    @property
+    def started(self) -> bool:
+        return self._process is not None
+
+    def result(self, timeout: float = 900) -> tuple[int, str]:
+        """Exit code and combined output; starts the command now if nobody did."""
+        self.start()
+        assert self._process is not None
+        output, _ = self._process.communicate(timeout=timeout)
+        return self._process.returncode, output
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.communicate()
+
+
+def _lint_env() -> dict[str, str]:
+    """ansible-lint calls ansible-config: the venv's bin goes first on PATH."""
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            "NO_COLOR": "1"}
+
+
+CHECKS = {
+    "mypy": Check((str(BIN / "mypy"),), PROJECT_ROOT),
+    "ansible-lint": Check((str(BIN / "ansible-lint"), "--profile", "production"),
+                          PROJECT_ROOT / "ansible", _lint_env()),
+}
+# the test modules that read each check, as they appear in a test's node id
+NEEDED_BY = {"mypy": "tests/test_code_quality.py::test_mypy_is_clean",
+             "ansible-lint": "tests/unit/test_ansible_lint.py::test_ansible_dir_passes"}
+
+
+LAB_IMAGE = Check((sys.executable, "-c", "from orchestrator.lab.image import ensure_image; "
+                   "from orchestrator.lab.paths import lab_paths; ensure_image(lab_paths())"),
+                  PROJECT_ROOT)
+
+
+def _lab_image_is_current() -> bool:
+    return image.cached_version(lab_paths().image_dir) == image.image_version()
+
+
+def lab_image_ready() -> tuple[int, str]:
+    """Wait for the background image build if one started; (0, "") when none was needed."""
+    if LAB_IMAGE.started:
+        return LAB_IMAGE.result(timeout=1800)
+    return 0, ""
+
+
+@dataclass
+class InstalledVenv:
+    """selfheal's wheel installed into a clean venv outside the checkout, built in a thread."""
+
+    _work: Path | None = None
+    _future: Future[Path] | None = None
+    _pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1))
+
+    def start(self) -> None:
+        if self._future is None:
+            self._work = Path(tempfile.mkdtemp(prefix="selfheal-installed-"))
+            self._future = self._pool.submit(installed_venv, self._work)
+
+    def result(self) -> Path:
+        self.start()
+        assert self._future is not None
+        return self._future.result(timeout=1800)
+
+    def stop(self) -> None:
+        self._pool.shutdown(wait=True)
+        if self._work is not None:
+            shutil.rmtree(self._work, ignore_errors=True)
+
+
+INSTALLED = InstalledVenv()
+INSTALLED_BY = ("tests/integration/test_install.py", "tests/e2e/test_installed_heal.py")
+
+
+def start_for(nodeids: list[str]) -> None:
+    """Start what the selected tests will ask for."""
+    for name, needed_by in NEEDED_BY.items():
+        if any(n.startswith(needed_by) for n in nodeids):
+            CHECKS[name].start()
+    if any(n.startswith(INSTALLED_BY) for n in nodeids):
+        INSTALLED.start()
+    if any(n.startswith("tests/e2e/") for n in nodeids) and not _lab_image_is_current():
+        LAB_IMAGE.start()
+
+
+def stop_all() -> None:
+    for check in (*CHECKS.values(), LAB_IMAGE):
+        check.stop()
+    INSTALLED.stop()
