@@ -12,8 +12,9 @@ signals, only the fixed thresholds run (``AnomalyReport.fallback``) and ``model_
 and how to fix it.
 
 The streaming state (baselines updated since training, confirmation counters, the combiner's
-``last_raised``) is saved to ``<state.dir>/detect-state.pkl`` after every observe and restored on
-start, so one-shot sweeps from cron continue where the previous process stopped. A state older
+``last_raised``, the last step's opinions that fault rules with ``when_detected`` fire on) is
+saved to ``<state.dir>/detect-state.pkl`` after every observe and restored on start, so one-shot
+sweeps from cron continue where the previous process stopped. A state older
 than ``max_state_age_s`` (15 min), for another host set or for another model is discarded, with a
 note. Pickles are read only from the controller's own state dir, owned by this user and not
 writable by others. The detector takes at most one point per training step (``step_s``), so
@@ -73,6 +74,9 @@ class AnomalyReport:
     unknown: tuple[tuple[str, str], ...] = ()
     refused: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    # every detector opinion of the step judged (or of the last one, when this observe took no
+    # point): (host, signal, detector), what fault rules with when_detected fire on
+    opinions: frozenset[tuple[str, str, str]] = frozenset()
 
 
 def baseline_dir(settings: Settings) -> Path:
@@ -240,6 +244,8 @@ class AnomalyWatch:
             age = now - float(saved["saved_at"])
             raised = saved["last_raised"]
             detector = saved["detector"]
+            opinions = frozenset((str(h), str(s), str(d))
+                                 for h, s, d in saved.get("opinions", ()))
         except Exception as exc:  # unpickling can raise nearly anything
             self.notes.append(f"{path}: unreadable detection state ({type(exc).__name__}); "
                               "starting from the baseline model")
@@ -262,6 +268,8 @@ class AnomalyWatch:
         detector.forest = self.model.forest if self.model is not None else None
         detector.detectors = self.detector.detectors
         self.detector = detector.reindexed(self.hosts, rules=self.rules)
+        # the last step's opinions: a one-shot sweep's rules fire on them as a service's do
+        self.opinions = frozenset(o for o in opinions if o[0] in self.hosts)
         self.notes.append(f"detection state restored ({age:.0f} s old)")
 
     def _save(self, now: float) -> None:
@@ -270,7 +278,8 @@ class AnomalyWatch:
         try:
             blob = pickle.dumps({"format": STATE_FORMAT, "saved_at": now, "hosts": self.hosts,
                                  "trained_at": self.trained_at, "detector": det,
-                                 "last_raised": self.last_raised},
+                                 "last_raised": self.last_raised,
+                                 "opinions": sorted(self.opinions)},
                                 protocol=pickle.HIGHEST_PROTOCOL)
         finally:
             det.forest = forest
@@ -331,6 +340,7 @@ class AnomalyWatch:
         unknown_hosts = tuple(sorted({h for h, _ in unknown}))
         det = self.detector
         findings: tuple[Finding, ...] = ()
+        opinions = self.opinions
         if not self.hosts:
             self.notes.append("no hosts to watch")
         elif det.last_t is not None and now - det.last_t < 0.9 * det.step_s:
@@ -340,11 +350,13 @@ class AnomalyWatch:
             candidates = (det if persist else copy.deepcopy(det)).step(now, values)
             findings, raised = combine(candidates, self.rules.defaults.combiner,
                                        self.last_raised)
+            opinions = frozenset((c.host, c.subject, c.detector) for c in candidates)
             if persist:
                 self.last_raised = raised
-                self.opinions = frozenset((c.host, c.subject, c.detector) for c in candidates)
+                self.opinions = opinions
                 self._save(now)
         notes, self.notes = tuple(self.notes), []
         return AnomalyReport(findings=findings, model_status=self.model_status,
                              fallback=self.fallback, unknown_hosts=unknown_hosts,
-                             unknown=tuple(sorted(unknown)), refused=tuple(refused), notes=notes)
+                             unknown=tuple(sorted(unknown)), refused=tuple(refused), notes=notes,
+                             opinions=opinions)

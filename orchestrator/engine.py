@@ -156,7 +156,11 @@ class Controller:
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     # -- observe + diagnose --------------------------------------------------------------------
-    def look(self) -> tuple[list[HostVerdict], tuple[str, ...], str | None]:
+    def look(self, detected: frozenset[tuple[str, str, str]] | None = None
+             ) -> tuple[list[HostVerdict], tuple[str, ...], str | None]:
+        """Observe the fleet and diagnose every host. ``detected``: the learned detectors'
+        opinions to judge with (``selfheal diagnose`` steps them first); by default the last
+        step's, a sweep's own being taken after its fixes."""
         now = self.clock()
         hosts = list(self.inventory.hosts)
         faults = self.rules.faults
@@ -168,7 +172,8 @@ class Controller:
             unknown = [HostVerdict(h, Health.UNKNOWN, (), (f"no data: {exc}",)) for h in hosts]
             return unknown, (), str(exc)
         groups = {name: host.groups for name, host in self.inventory.hosts.items()}
-        verdicts = diagnose(obs.findings, faults, hosts, groups, self._detected())
+        verdicts = diagnose(obs.findings, faults, hosts, groups,
+                            self._detected() if detected is None else detected)
         return verdicts, obs.refused, None
 
     def _detected(self) -> frozenset[tuple[str, str, str]]:

@@ -41,7 +41,10 @@ def diagnose(host: str = typer.Argument(..., help="inventory host name"),
     settings = State.settings()
     controller = controller_for(settings)
     controller.inventory.resolve([host])
-    verdicts, refused, error = controller.look()
+    # the detectors judge now, on a copy of their state, so the faults that need their opinion
+    # (the forecasts) are diagnosed with this point, not only after the next sweep
+    anomalies = controller.detect(time.time(), persist=False)
+    verdicts, refused, error = controller.look(anomalies.opinions if anomalies else None)
     verdict = next(v for v in verdicts if v.host == host)
     plans: list[dict[str, Any]] = []
     # the store's records and the guardrails' view are the same for every diagnosis: read once
@@ -66,7 +69,7 @@ def diagnose(host: str = typer.Argument(..., help="inventory host name"),
                       "role": plan.role,
                       "params": dict(plan.params), "risk_tier": plan.risk_tier,
                       "verdict": decision.verdict.value, "reasons": list(decision.reasons)})
-    anomalies = controller.detect(time.time(), persist=False) if error is None else None
+    anomalies = anomalies if error is None else None
     mine = [f for f in anomalies.findings if f.host == host] if anomalies else []
     stage = rca_for(settings, controller.rules, controller.inventory, controller.executor,
                     controller.store)
