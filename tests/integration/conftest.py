@@ -11,6 +11,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,28 +66,35 @@ def exporter() -> Exporter:
     return Exporter(port, gauge)
 
 
-@pytest.fixture(scope="session")
-def prometheus(exporter: Exporter, tmp_path_factory: pytest.TempPathFactory
-               ) -> Iterator[RealPrometheus]:
+@contextmanager
+def running_prometheus(work: Path, config: str, ready: str = "up") -> Iterator[RealPrometheus]:
+    """Prometheus with ``config`` (its TSDB in ``work/data``, which may hold backfilled
+    blocks), on a free loopback port, until ``ready`` returns a series; stopped on exit."""
     if not Path(PROMETHEUS).exists():
         pytest.fail(f"{PROMETHEUS} missing: run `make deps` (Debian package prometheus)")
-    work = tmp_path_factory.mktemp("prometheus")
+    (work / "prometheus.yml").write_text(config)
     port = free_port()
-    (work / "prometheus.yml").write_text(f"""
-global: {{scrape_interval: 1s, evaluation_interval: 1s}}
-scrape_configs:
-  - job_name: exporter
-    honor_labels: true
-    static_configs: [{{targets: ["127.0.0.1:{exporter.port}"]}}]
-""")
     proc = subprocess.Popen(
         [PROMETHEUS, f"--config.file={work / 'prometheus.yml'}",
          f"--storage.tsdb.path={work / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
         stdout=subprocess.DEVNULL, stderr=(work / "prometheus.log").open("wb"))
     prom = RealPrometheus(f"http://127.0.0.1:{port}", proc)
     try:
-        prom.wait_for("up")
+        prom.wait_for(ready)
         yield prom
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def prometheus(exporter: Exporter, tmp_path_factory: pytest.TempPathFactory
+               ) -> Iterator[RealPrometheus]:
+    with running_prometheus(tmp_path_factory.mktemp("prometheus"), f"""
+global: {{scrape_interval: 1s, evaluation_interval: 1s}}
+scrape_configs:
+  - job_name: exporter
+    honor_labels: true
+    static_configs: [{{targets: ["127.0.0.1:{exporter.port}"]}}]
+""") as prom:
+        yield prom

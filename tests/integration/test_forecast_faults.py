@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from orchestrator.cli.app import app
 from orchestrator.config import PROJECT_ROOT
-from tests.integration.conftest import PROMETHEUS, RealPrometheus, free_port
+from tests.integration.conftest import RealPrometheus, running_prometheus
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
@@ -88,19 +88,9 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealPrometheus
     subprocess.run(["/usr/bin/promtool", "tsdb", "create-blocks-from", "openmetrics",
                     str(work / "history.om"), str(work / "data")],
                    check=True, capture_output=True, timeout=120)
-    (work / "prometheus.yml").write_text("global: {scrape_interval: 15s}\n")
-    port = free_port()
-    proc = subprocess.Popen(
-        [PROMETHEUS, f"--config.file={work / 'prometheus.yml'}",
-         f"--storage.tsdb.path={work / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=(work / "prometheus.log").open("wb"))
-    prom = RealPrometheus(f"http://127.0.0.1:{port}", proc)
-    try:
-        prom.wait_for(f'node_load1{{instance="{HOSTS["f2"]}:9100"}}')
+    with running_prometheus(work, "global: {scrape_interval: 15s}\n",
+                            ready=f'node_load1{{instance="{HOSTS["f2"]}:9100"}}') as prom:
         yield prom
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @pytest.fixture
