@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -41,6 +42,23 @@ def test_the_cli_writes_a_file_promtool_accepts(tmp_path: Path) -> None:
     assert got.exit_code == 0, got.output
     assert yaml.safe_load(out.read_text())["groups"][0]["rules"]
     done = subprocess.run(["/usr/bin/promtool", "check", "rules", str(out)], text=True,
+                          capture_output=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_json_output_holds_the_rule_file_and_says_what_is_not_alerted(
+        tmp_path: Path) -> None:
+    out = tmp_path / "written.yml"
+    got = CliRunner().invoke(app, ["alert-rules", "--out", str(out), "--json"])
+    assert got.exit_code == 0, got.output
+    shown = json.loads(got.stdout)
+    assert shown["written"] == str(out) and yaml.safe_load(out.read_text()) == shown["rule_file"]
+    faults = {r["labels"]["fault"] for r in shown["rule_file"]["groups"][0]["rules"]}
+    assert {"service_crash", "disk_full"} <= faults
+    assert any(line.startswith("memory_exhaustion_forecast:") for line in shown["not_alerted"])
+    as_json = tmp_path / "rules.json"  # the object alone is a rule file Prometheus loads
+    as_json.write_text(json.dumps(shown["rule_file"]))
+    done = subprocess.run(["/usr/bin/promtool", "check", "rules", str(as_json)], text=True,
                           capture_output=True, timeout=60, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
 
