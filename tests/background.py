@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -42,7 +43,8 @@ class Check:
         if self._process is None:
             self._process = subprocess.Popen(
                 self.argv, cwd=self.cwd, env=self.env, text=True, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, preexec_fn=lambda: os.nice(NICE))
+                stderr=subprocess.STDOUT, preexec_fn=lambda: os.nice(NICE),
+                start_new_session=True)  # its own group: stop() ends its children too
 
     @property
     def started(self) -> bool:
@@ -56,8 +58,9 @@ class Check:
         return self._process.returncode, output
 
     def stop(self) -> None:
+        """End it and its children (debootstrap's) if the session ends before its test."""
         if self._process is not None and self._process.poll() is None:
-            self._process.kill()
+            os.killpg(self._process.pid, signal.SIGKILL)
             self._process.communicate()
 
 
@@ -112,8 +115,10 @@ class InstalledVenv:
         return self._future.result(timeout=1800)
 
     def stop(self) -> None:
-        self._pool.shutdown(wait=True)
-        if self._work is not None:
+        """Remove the venv once built; a session cut short does not wait for the build (its
+        folder stays under the temporary directory)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._work is not None and self._future is not None and self._future.done():
             shutil.rmtree(self._work, ignore_errors=True)
 
 
