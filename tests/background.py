@@ -3,8 +3,9 @@
 mypy, ansible-lint, the build of the installed wheel's venv and, on a fresh machine, the lab
 image's debootstrap take about 4 minutes between them, and no test but their own needs them
 first. Most tests spend their time waiting (scrapes, verify windows, plays over SSH), so the
-second core is idle then; the lab's tests run last (``testpaths`` in pyproject.toml) so the image
-is built while the unit and integration tests run. ``tests/conftest.py`` starts each of these
+second core is idle then; the lab's tests run after the unit and integration tests
+(``testpaths`` in pyproject.toml) so the image is built meanwhile, and the static checks' tests
+run last, so they find their results waiting. ``tests/conftest.py`` starts each of these
 only when a selected test needs it; the test then collects the result, waiting if it is not in
 yet. The commands run niced, so they take only the time the tests leave.
 """
@@ -77,7 +78,7 @@ CHECKS = {
 }
 # the test modules that read each check, as they appear in a test's node id
 NEEDED_BY = {"mypy": "tests/test_code_quality.py::test_mypy_is_clean",
-             "ansible-lint": "tests/unit/test_ansible_lint.py::test_ansible_dir_passes"}
+             "ansible-lint": "tests/test_ansible_lint.py::test_ansible_dir_passes"}
 
 
 LAB_IMAGE = Check((sys.executable, "-c", "from orchestrator.lab.image import ensure_image; "

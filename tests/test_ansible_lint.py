@@ -15,7 +15,7 @@ import yaml
 
 from tests.background import CHECKS
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 ANSIBLE = ROOT / "ansible"
 NOQA = re.compile(r"#\s*noqa\b")
 RULE = re.compile(r"#\s*noqa:\s*([\w\[\]-]+)")
