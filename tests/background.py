@@ -21,6 +21,7 @@ import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from orchestrator.config import PROJECT_ROOT
 from orchestrator.lab import image
@@ -39,11 +40,13 @@ class Check:
     cwd: Path
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     _process: subprocess.Popen[str] | None = None
+    _output: IO[str] | None = None  # a file, not a pipe: nothing blocks while nobody reads
 
     def start(self) -> None:
         if self._process is None:
+            self._output = tempfile.TemporaryFile("w+")  # noqa: SIM115 (read by result())
             self._process = subprocess.Popen(
-                self.argv, cwd=self.cwd, env=self.env, text=True, stdout=subprocess.PIPE,
+                self.argv, cwd=self.cwd, env=self.env, text=True, stdout=self._output,
                 stderr=subprocess.STDOUT, preexec_fn=lambda: os.nice(NICE),
                 start_new_session=True)  # its own group: stop() ends its children too
 
@@ -54,15 +57,16 @@ class Check:
     def result(self, timeout: float = 900) -> tuple[int, str]:
         """Exit code and combined output; starts the command now if nobody did."""
         self.start()
-        assert self._process is not None
-        output, _ = self._process.communicate(timeout=timeout)
-        return self._process.returncode, output
+        assert self._process is not None and self._output is not None
+        code = self._process.wait(timeout=timeout)
+        self._output.seek(0)
+        return code, self._output.read()
 
     def stop(self) -> None:
         """End it and its children (debootstrap's) if the session ends before its test."""
         if self._process is not None and self._process.poll() is None:
             os.killpg(self._process.pid, signal.SIGKILL)
-            self._process.communicate()
+            self._process.wait()
 
 
 def _lint_env() -> dict[str, str]:
