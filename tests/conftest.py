@@ -5,6 +5,8 @@ each in its own working folder). The slow static checks start then too (tests/ba
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,17 @@ from tests import background
 
 RULES_DIR = PROJECT_ROOT / "rules"
 ROLES_DIR = PROJECT_ROOT / "ansible" / "roles"
+
+
+@pytest.fixture(autouse=True)
+def _root_logger_restored() -> Iterator[None]:
+    """A test that runs the CLI sets the root logger up (level, JSON lines): undo it after, so
+    no later test, and nothing at interpreter exit, logs through another test's settings."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")
