@@ -32,6 +32,7 @@ runner = CliRunner()
 
 HOURS = 5
 STEP_S = 30
+AHEAD_S = 900  # samples written ahead of the clock: see openmetrics()
 TRAIN_STEP_S = 10  # the detectors take one point per training step: diagnose waits one
 UNIT = "selfheal-demo.service"
 HOSTS = {"f1": "127.0.44.1", "f2": "127.0.44.2"}  # f1 leaks and fills; f2 is steady
@@ -66,10 +67,15 @@ def _series(address: str, leaking: bool, share: float) -> dict[str, list[tuple[s
     }
 
 
-def openmetrics(end: float) -> str:
-    """Five hours of both hosts, a sample every STEP_S seconds up to ``end``, grouped by metric
-    as OpenMetrics wants."""
-    times = [end - HOURS * 3600 + i * STEP_S for i in range(HOURS * 3600 // STEP_S + 1)]
+def openmetrics(now: float) -> str:
+    """Both hosts from HOURS before ``now`` to AHEAD_S after it, a sample every STEP_S seconds,
+    grouped by metric as OpenMetrics wants.
+
+    The samples ahead of the clock stand in for the scrapes the test's minutes would have had:
+    a query at time t reads only samples at or before t, so every signal stays as fresh as a
+    scraped one (30 s staleness limit, rates over 2 min) however slow the machine is."""
+    start = now - HOURS * 3600
+    times = [start + i * STEP_S for i in range(int((HOURS * 3600 + AHEAD_S) // STEP_S) + 1)]
     samples: dict[str, list[str]] = {}
     for host, address in HOSTS.items():
         for t in times:
@@ -84,7 +90,7 @@ def openmetrics(end: float) -> str:
 @pytest.fixture(scope="module")
 def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealPrometheus]:
     work = tmp_path_factory.mktemp("history")
-    (work / "history.om").write_text(openmetrics(time.time() - 1))
+    (work / "history.om").write_text(openmetrics(time.time()))
     subprocess.run(["/usr/bin/promtool", "tsdb", "create-blocks-from", "openmetrics",
                     str(work / "history.om"), str(work / "data")],
                    check=True, capture_output=True, timeout=120)
