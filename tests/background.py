@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from orchestrator import lab
 from orchestrator.config import PROJECT_ROOT
 from orchestrator.lab import image
 from orchestrator.lab.paths import lab_paths
@@ -90,8 +91,12 @@ LAB_IMAGE = Check((sys.executable, "-c", "from orchestrator.lab.image import ens
                   PROJECT_ROOT)
 
 
-def _lab_image_is_current() -> bool:
-    return image.cached_version(lab_paths().image_dir) == image.image_version()
+def _lab_image_build_needed() -> bool:
+    """The image is missing or out of date, and no lab host runs from it: a lab that is up
+    keeps its image until `lab down`, as `lab up` does (its hosts' root is that folder)."""
+    if image.cached_version(lab_paths().image_dir) == image.image_version():
+        return False
+    return not any(host.running for host in lab.status().hosts)
 
 
 def lab_image_ready() -> tuple[int, str]:
@@ -138,7 +143,7 @@ def start_for(nodeids: list[str]) -> None:
             CHECKS[name].start()
     if any(n.startswith(INSTALLED_BY) for n in nodeids):
         INSTALLED.start()
-    if any(n.startswith("tests/e2e/") for n in nodeids) and not _lab_image_is_current():
+    if any(n.startswith("tests/e2e/") for n in nodeids) and _lab_image_build_needed():
         LAB_IMAGE.start()
 
 
