@@ -28,8 +28,8 @@ from orchestrator.config import PROJECT_ROOT
 from orchestrator.lab import image
 from orchestrator.lab.paths import lab_paths
 from tests.installed import installed_venv
+from tests.venv_tools import BIN, tools_env
 
-BIN = Path(sys.executable).parent
 NICE = 10
 
 
@@ -70,16 +70,10 @@ class Check:
             self._process.wait()
 
 
-def _lint_env() -> dict[str, str]:
-    """ansible-lint calls ansible-config: the venv's bin goes first on PATH."""
-    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-            "NO_COLOR": "1"}
-
-
 CHECKS = {
     "mypy": Check((str(BIN / "mypy"),), PROJECT_ROOT),
     "ansible-lint": Check((str(BIN / "ansible-lint"), "--profile", "production"),
-                          PROJECT_ROOT / "ansible", _lint_env()),
+                          PROJECT_ROOT / "ansible", tools_env()),  # it calls ansible-config
 }
 # the test modules that read each check, as they appear in a test's node id
 NEEDED_BY = {"mypy": "tests/test_code_quality.py::test_mypy_is_clean",

@@ -38,6 +38,8 @@ def host_address(index: int) -> str:
     """The loopback address lab host number ``index`` listens on."""
     return f"{ADDRESS_PREFIX}{index}"
 
+STATE_FILE = "state.json"  # in the lab folder; read by lab_paths() before LabPaths exists
+
 
 @dataclass(frozen=True)
 class LabPaths:
@@ -54,7 +56,7 @@ class LabPaths:
 
     @property
     def state_file(self) -> Path:
-        return self.lab_dir / "state.json"
+        return self.lab_dir / STATE_FILE
 
     @property
     def ssh_dir(self) -> Path:
@@ -119,7 +121,7 @@ def lab_paths() -> LabPaths:
 def _booted_cache(lab_dir: Path) -> str | None:
     """The image cache the lab in ``lab_dir`` booted from, from its state file; None if none."""
     try:
-        image = json.loads((lab_dir / "state.json").read_text(encoding="utf-8")).get("image")
+        image = json.loads((lab_dir / STATE_FILE).read_text(encoding="utf-8")).get("image")
     except (OSError, ValueError, AttributeError):
         return None
     return str(Path(image).parent) if isinstance(image, str) and image else None

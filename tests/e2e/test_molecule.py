@@ -21,19 +21,18 @@ machine's load as about the scenario.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.venv_tools import BIN, tools_env
 
 pytestmark = pytest.mark.e2e
 
 ROLES = Path(__file__).resolve().parents[2] / "ansible" / "roles"
 SCENARIOS = sorted(p.parents[2].name for p in ROLES.glob("*/molecule/default/molecule.yml"))
 IN_SUITE = ("service_restart",)
-BIN = Path(sys.executable).parent
 # every step of the scenario's test_sequence that touches the role
 STEPS = ("create", "prepare", "converge", "idempotence", "side_effect", "verify", "destroy")
 
@@ -44,9 +43,7 @@ def test_the_scenarios_in_the_suite_exist() -> None:
 
 @pytest.mark.parametrize("role", IN_SUITE)
 def test_molecule_scenario_passes(lab_fleet: None, role: str) -> None:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-           "NO_COLOR": "1"}
-    done = subprocess.run([str(BIN / "molecule"), "test"], cwd=ROLES / role, env=env,
+    done = subprocess.run([str(BIN / "molecule"), "test"], cwd=ROLES / role, env=tools_env(),
                           capture_output=True, text=True, timeout=900, check=False)
     report = done.stdout + done.stderr
     assert done.returncode == 0, f"molecule test of {role} failed:\n{report[-6000:]}"

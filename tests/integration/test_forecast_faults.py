@@ -33,26 +33,26 @@ runner = CliRunner()
 HOURS = 5
 STEP_S = 30
 AHEAD_S = 900  # samples written ahead of the clock: see openmetrics()
+SPAN_S = HOURS * 3600 + AHEAD_S
 TRAIN_STEP_S = 10  # the detectors take one point per training step: diagnose waits one
 UNIT = "selfheal-demo.service"
 HOSTS = {"f1": "127.0.44.1", "f2": "127.0.44.2"}  # f1 leaks and fills; f2 is steady
 GIB = 1 << 30
 
 
-def _series(address: str, leaking: bool, share: float) -> dict[str, list[tuple[str, float]]]:
-    """Metric -> (labels, value) of one host at ``share`` (0..1) of the history."""
+def _series(address: str, leaking: bool, elapsed: float) -> dict[str, list[tuple[str, float]]]:
+    """Metric -> (labels, value) of one host ``elapsed`` seconds into the history."""
     node = f'instance="{address}:9100",job="node"'
     service = f'instance="{address}:9256",job="process"'
-    grow = share if leaking else 0.0
-    elapsed = share * HOURS * 3600
+    grow = elapsed / SPAN_S if leaking else 0.0
     return {
         "up": [(node, 1), (service, 1)],
         "node_memory_MemTotal_bytes": [(node, 2 * GIB)],
-        # f1: available memory falls from 60 % to 30 % (zero in about 5 h: inside 24 h)
+        # f1: available memory falls from 60 % to 30 % over the span (zero in about 5 h)
         "node_memory_MemAvailable_bytes": [(node, (0.6 - 0.3 * grow) * 2 * GIB)],
         "node_filesystem_size_bytes": [(f'{node},mountpoint="/"', 10 * GIB),
                                        (f'{node},mountpoint="/srv"', GIB)],
-        # f1: /srv falls from 60 % free to 30 % (6 %/h); / stays at 80 %
+        # f1: /srv falls from 60 % free to 30 % over the span (about 6 %/h); / stays at 80 %
         "node_filesystem_avail_bytes": [(f'{node},mountpoint="/"', 8 * GIB),
                                         (f'{node},mountpoint="/srv"', (0.6 - 0.3 * grow) * GIB)],
         "node_cpu_seconds_total": [(f'{node},cpu="0",mode="idle"', 0.9 * elapsed),
@@ -75,12 +75,11 @@ def openmetrics(now: float) -> str:
     a query at time t reads only samples at or before t, so every signal stays as fresh as a
     scraped one (30 s staleness limit, rates over 2 min) however slow the machine is."""
     start = now - HOURS * 3600
-    times = [start + i * STEP_S for i in range(int((HOURS * 3600 + AHEAD_S) // STEP_S) + 1)]
     samples: dict[str, list[str]] = {}
     for host, address in HOSTS.items():
-        for t in times:
-            share = (t - times[0]) / (times[-1] - times[0])
-            for metric, points in _series(address, host == "f1", share).items():
+        for elapsed in range(0, SPAN_S + 1, STEP_S):
+            t = start + elapsed
+            for metric, points in _series(address, host == "f1", elapsed).items():
                 for labels, value in points:
                     samples.setdefault(metric, []).append(f"{metric}{{{labels}}} {value:.6g} "
                                                           f"{t:.3f}")

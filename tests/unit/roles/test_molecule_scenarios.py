@@ -12,9 +12,7 @@ tests/e2e/test_molecule.py runs one scenario for real; ``make molecule`` runs th
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,13 +21,13 @@ import pytest
 import yaml
 
 from orchestrator.lab.faults import FAULTS
+from tests.venv_tools import BIN, tools_env
 
 ROOT = Path(__file__).resolve().parents[3]
 ROLES = ROOT / "ansible" / "roles"
 SCENARIOS = sorted(p.parents[2].name for p in ROLES.glob("*/molecule/default/molecule.yml"))
 ROLE_DIRS = sorted(p.name for p in ROLES.iterdir() if (p / "tasks" / "main.yml").is_file())
 OWN = ("converge", "verify", "side_effect")
-BIN = Path(sys.executable).parent
 SEQUENCE = ["destroy", "syntax", "create", "prepare", "converge", "idempotence", "verify",
             "side_effect", "verify", "destroy"]
 
@@ -77,8 +75,7 @@ def test_scenario_playbooks_pass_the_syntax_check() -> None:
     playbooks = [ROLES / role / "molecule" / "default" / f"{own}.yml"
                  for role in SCENARIOS for own in OWN]
     playbooks += sorted((ROOT / "ansible" / "molecule").glob("*.yml"))
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-           "ANSIBLE_CONFIG": str(ROOT / "ansible" / "ansible.cfg"), "NO_COLOR": "1"}
+    env = tools_env(ANSIBLE_CONFIG=str(ROOT / "ansible" / "ansible.cfg"))
     done = subprocess.run([str(BIN / "ansible-playbook"), "--syntax-check", "-i", "localhost,",
                            *map(str, playbooks)], cwd=ROOT / "ansible", env=env,
                           capture_output=True, text=True, timeout=300, check=False)
